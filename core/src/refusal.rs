@@ -1,0 +1,213 @@
+//! Every refusal the extension can raise, and the one mapping from refusal to SQLSTATE,
+//! message, DETAIL and HINT (the table in API.md). Pure: the pgrx layer only raises
+//! what [`Refusal::report`] returns.
+
+use crate::definition::{Kind, Problem};
+use std::fmt::Write;
+
+/// Facts about the case that a message should name; filled in by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct CaseFacts {
+    pub case_id: String,
+    pub current_state: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    UnknownCase { case_id: String },
+    UnknownMachine { machine: String, version: Option<i32> },
+    UnknownEvidenceCase { case_id: String },
+    UnknownTransition { machine: String, version: i32, code: String, current_state: String, legal: Vec<(String, String, Kind)> },
+    IllegalTransition {
+        machine: String,
+        version: i32,
+        code: String,
+        current_state: String,
+        terminal: bool,
+        defined_from: Vec<String>,
+        legal: Vec<(String, String, Kind)>,
+    },
+    RoleNotPermitted { code: String, from: String, actor_role: String, allowed: Vec<String> },
+    ReasonRequired { code: String },
+    EvidenceRequired { code: String },
+    /// Each entry: evidence id and what is wrong with it.
+    EvidenceInvalid { code: String, problems: Vec<(String, String)> },
+    GuardFailed { code: String, guard: String, reason: String },
+    StaleVersion { expected: i64, actual: i64 },
+    CommandConflict { command_id: String, existing: String, requested: String },
+    DirectWrite { table: String, operation: String, what: String },
+    InvalidDefinition { problems: Vec<Problem> },
+    /// A standard PostgreSQL condition worth its own wording (e.g. a duplicate case number).
+    Standard { sqlstate: &'static str, message: String, detail: Option<String>, hint: Option<String> },
+    /// Bad arguments (NULL where a value is required, empty strings...): 22004/22023.
+    InvalidArgument { sqlstate: &'static str, message: String, hint: Option<String> },
+}
+
+/// What is raised: SQLSTATE, one-line message, DETAIL and HINT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub sqlstate: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+pub const ILLEGAL_TRANSITION: &str = "SM001";
+pub const GUARD_FAILED: &str = "SM002";
+pub const STALE_VERSION: &str = "SM003";
+pub const REASON_REQUIRED: &str = "SM004";
+pub const EVIDENCE_REQUIRED: &str = "SM005";
+pub const ROLE_NOT_PERMITTED: &str = "SM006";
+pub const DIRECT_WRITE_REFUSED: &str = "SM007";
+pub const COMMAND_CONFLICT: &str = "SM008";
+pub const NOT_FOUND: &str = "SM009";
+pub const INVALID_DEFINITION: &str = "SM010";
+
+fn legal_hint(state: &str, legal: &[(String, String, Kind)]) -> String {
+    if legal.is_empty() {
+        return format!("No transition leaves {state}.");
+    }
+    let mut s = format!("Legal from {state}: ");
+    for (i, (code, to, kind)) in legal.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{code} (-> {to}");
+        if *kind != Kind::Normal {
+            let _ = write!(s, ", {}", kind.as_str());
+        }
+        s.push(')');
+    }
+    s.push('.');
+    s
+}
+
+impl Refusal {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Refusal::IllegalTransition { .. } => ILLEGAL_TRANSITION,
+            Refusal::GuardFailed { .. } => GUARD_FAILED,
+            Refusal::StaleVersion { .. } => STALE_VERSION,
+            Refusal::ReasonRequired { .. } => REASON_REQUIRED,
+            Refusal::EvidenceRequired { .. } | Refusal::EvidenceInvalid { .. } => EVIDENCE_REQUIRED,
+            Refusal::RoleNotPermitted { .. } => ROLE_NOT_PERMITTED,
+            Refusal::DirectWrite { .. } => DIRECT_WRITE_REFUSED,
+            Refusal::CommandConflict { .. } => COMMAND_CONFLICT,
+            Refusal::UnknownCase { .. }
+            | Refusal::UnknownMachine { .. }
+            | Refusal::UnknownEvidenceCase { .. }
+            | Refusal::UnknownTransition { .. } => NOT_FOUND,
+            Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
+            Refusal::Standard { sqlstate, .. } | Refusal::InvalidArgument { sqlstate, .. } => sqlstate,
+        }
+    }
+
+    /// The full report; `case` names the case for refusals that concern one.
+    pub fn report(&self, case: &CaseFacts) -> Report {
+        let id = &case.case_id;
+        let state = &case.current_state;
+        let (message, detail, hint): (String, Option<String>, Option<String>) = match self {
+            Refusal::UnknownCase { case_id } => (
+                format!("case {case_id} not found"),
+                Some(format!("No row in statemachine.case_file has id {case_id}.")),
+                Some("Create cases with statemachine.create_case(...).".into()),
+            ),
+            Refusal::UnknownEvidenceCase { case_id } => (
+                format!("case {case_id} not found"),
+                Some(format!("Evidence can only be added to an existing case; no case has id {case_id}.")),
+                None,
+            ),
+            Refusal::UnknownMachine { machine, version } => (
+                match version {
+                    Some(v) => format!("machine {machine:?} has no version {v}"),
+                    None => format!("machine {machine:?} not found"),
+                },
+                Some(format!("No published definition of machine {machine:?} matches.")),
+                Some("Publish one with statemachine.define_machine(definition); list machines with SELECT * FROM statemachine.machine_version.".into()),
+            ),
+            Refusal::UnknownTransition { machine, version, code, current_state, legal } => (
+                format!("unknown transition code {code} for machine {machine} v{version}"),
+                Some(format!("Case {id} is in state {current_state}; machine {machine} v{version} defines no transition {code}.")),
+                Some(legal_hint(current_state, legal)),
+            ),
+            Refusal::IllegalTransition { machine, version, code, current_state, terminal, defined_from, legal } => (
+                if *terminal {
+                    format!("illegal transition {code} from terminal state {current_state}")
+                } else {
+                    format!("illegal transition {code} from state {current_state}")
+                },
+                Some(format!(
+                    "Case {id} (machine {machine} v{version}) is in state {current_state}; {code} is defined only from {}.",
+                    defined_from.join(", ")
+                )),
+                Some(legal_hint(current_state, legal)),
+            ),
+            Refusal::RoleNotPermitted { code, from, actor_role, allowed } => (
+                format!("role {actor_role} may not perform {code}"),
+                Some(format!(
+                    "Case {id}: {code} from {from} is permitted to role{} {}; the actor acted as {actor_role}.",
+                    if allowed.len() == 1 { "" } else { "s" },
+                    allowed.join(", ")
+                )),
+                Some(format!("Act in one of the permitted roles: {}.", allowed.join(", "))),
+            ),
+            Refusal::ReasonRequired { code } => (
+                format!("transition {code} requires a reason"),
+                Some(format!("Case {id} is in state {state}; neither reason_code nor reason_text was given.")),
+                Some("Pass reason_code and/or reason_text (a non-blank value).".into()),
+            ),
+            Refusal::EvidenceRequired { code } => (
+                format!("transition {code} requires evidence"),
+                Some(format!("Case {id} is in state {state}; no evidence_ids were given.")),
+                Some("Attach evidence with statemachine.add_evidence(...) and pass its id in evidence_ids.".into()),
+            ),
+            Refusal::EvidenceInvalid { code, problems } => (
+                format!("evidence for {code} is not usable"),
+                Some(format!(
+                    "Case {id}: {}.",
+                    problems.iter().map(|(e, p)| format!("evidence {e} {p}")).collect::<Vec<_>>().join("; ")
+                )),
+                Some("Pass only active evidence that was added to this case.".into()),
+            ),
+            Refusal::GuardFailed { code, guard, reason } => (
+                format!("guard {guard} refused {code}"),
+                Some(format!("Case {id}: guard {guard}: {reason}.")),
+                Some(if guard == "min_time_in_state" {
+                    "Retry once the case has been in its state long enough.".to_string()
+                } else {
+                    format!("Satisfy guard {guard} and retry.")
+                }),
+            ),
+            Refusal::StaleVersion { expected, actual } => (
+                format!("stale version for case {id}"),
+                Some(format!("expected_version is {expected}, but the case is at state_version {actual} (state {state}).")),
+                Some("Re-read the case and decide again; retry with the same command_id.".into()),
+            ),
+            Refusal::CommandConflict { command_id, existing, requested } => (
+                format!("command_id {command_id} was already used for a different command"),
+                Some(format!("It recorded {existing}; this call asked for {requested}.")),
+                Some("Use a fresh command_id for a new command; reuse one only to retry the same command.".into()),
+            ),
+            Refusal::DirectWrite { table, operation, what } => (
+                format!("direct {operation} on {table} refused"),
+                Some(format!("{what} Cases change state only through statemachine.transition_case(); history is append-only.")),
+                Some("Use statemachine.create_case, transition_case or add_evidence. The guard applies to every role, superusers and session_replication_role = replica included.".into()),
+            ),
+            Refusal::InvalidDefinition { problems } => {
+                let errors: Vec<&Problem> = problems.iter().filter(|p| p.severity == crate::definition::Severity::Error).collect();
+                (
+                    format!(
+                        "invalid machine definition: {} problem{}",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" }
+                    ),
+                    Some(errors.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")),
+                    Some("statemachine.validate_machine(definition) lists every problem as a row.".into()),
+                )
+            }
+            Refusal::Standard { message, detail, hint, .. } => (message.clone(), detail.clone(), hint.clone()),
+            Refusal::InvalidArgument { message, hint, .. } => (message.clone(), None, hint.clone()),
+        };
+        Report { sqlstate: self.sqlstate(), message, detail, hint }
+    }
+}

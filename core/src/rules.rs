@@ -1,0 +1,237 @@
+//! The runtime form of one published machine version, and the transition decision.
+//!
+//! The extension loads a version's rows once per backend into a [`CompiledMachine`]
+//! (published versions never change), so the hot path decides with hash lookups and
+//! no SQL, no JSON.
+
+use crate::definition::{Kind, MachineDef};
+use crate::interval::Interval;
+use crate::refusal::Refusal;
+use std::collections::HashMap;
+
+/// One row of the state table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateRow {
+    pub code: String,
+    pub initial: bool,
+    pub terminal: bool,
+    pub sort_order: i32,
+}
+
+/// One row of the transition rule table (one per from-state), with its roles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    pub code: String,
+    pub from: String,
+    pub to: String,
+    pub roles: Vec<String>,
+    pub requires_reason: bool,
+    pub requires_evidence: bool,
+    pub min_time_in_state: Option<Interval>,
+    pub kind: Kind,
+}
+
+impl Rule {
+    pub fn role_permitted(&self, role: &str) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|r| r == role)
+    }
+}
+
+#[derive(Debug)]
+struct StateEntry {
+    terminal: bool,
+    /// Rules leaving this state, ordered by code (the order hints list them in).
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct CompiledMachine {
+    pub machine: String,
+    pub version: i32,
+    pub initial: String,
+    states: HashMap<String, StateEntry>,
+    /// Every transition code of the version: tells "unknown code" (SM009) from
+    /// "not legal from here" (SM001).
+    codes: HashMap<String, Vec<String>>,
+}
+
+/// What a caller asks for, reduced to what the decision needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub code: &'a str,
+    /// `None` skips the role check (used by `available_transitions` without a role).
+    pub actor_role: Option<&'a str>,
+    pub has_reason: bool,
+    pub evidence_count: usize,
+}
+
+impl CompiledMachine {
+    pub fn from_rows(machine: String, version: i32, states: Vec<StateRow>, mut rules: Vec<Rule>) -> Result<Self, String> {
+        let initial = states
+            .iter()
+            .find(|s| s.initial)
+            .map(|s| s.code.clone())
+            .ok_or_else(|| format!("machine {machine} v{version} has no initial state"))?;
+        let mut map: HashMap<String, StateEntry> =
+            states.iter().map(|s| (s.code.clone(), StateEntry { terminal: s.terminal, rules: Vec::new() })).collect();
+        let mut codes: HashMap<String, Vec<String>> = HashMap::new();
+        rules.sort_by(|a, b| (&a.from, &a.code).cmp(&(&b.from, &b.code)));
+        for r in rules {
+            if !map.contains_key(&r.to) {
+                return Err(format!("rule {} leads to unknown state {}", r.code, r.to));
+            }
+            codes.entry(r.code.clone()).or_default().push(r.from.clone());
+            map.get_mut(&r.from)
+                .ok_or_else(|| format!("rule {} leaves unknown state {}", r.code, r.from))?
+                .rules
+                .push(r);
+        }
+        Ok(CompiledMachine { machine, version, initial, states: map, codes })
+    }
+
+    pub fn from_definition(def: &MachineDef, version: i32) -> Self {
+        let states = def
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StateRow {
+                code: s.code.clone(),
+                initial: s.initial,
+                terminal: s.terminal,
+                sort_order: def.effective_sort_order(i),
+            })
+            .collect();
+        let rules = def
+            .transitions
+            .iter()
+            .flat_map(|t| {
+                t.from.iter().map(move |f| Rule {
+                    code: t.code.clone(),
+                    from: f.clone(),
+                    to: t.to.clone(),
+                    roles: t.roles.clone(),
+                    requires_reason: t.requires_reason,
+                    requires_evidence: t.requires_evidence,
+                    min_time_in_state: t.min_time_in_state,
+                    kind: t.kind,
+                })
+            })
+            .collect();
+        // A validated definition always compiles.
+        CompiledMachine::from_rows(def.machine.clone(), version, states, rules)
+            .unwrap_or_else(|e| unreachable!("validated definition failed to compile: {e}"))
+    }
+
+    pub fn is_terminal(&self, state: &str) -> bool {
+        self.states.get(state).is_some_and(|s| s.terminal)
+    }
+
+    pub fn has_state(&self, state: &str) -> bool {
+        self.states.contains_key(state)
+    }
+
+    /// Rules leaving `state`, ordered by transition code.
+    pub fn rules_from(&self, state: &str) -> &[Rule] {
+        self.states.get(state).map_or(&[], |s| s.rules.as_slice())
+    }
+
+    pub fn rule(&self, state: &str, code: &str) -> Option<&Rule> {
+        self.rules_from(state).iter().find(|r| r.code == code)
+    }
+
+    /// The checks of the write path that need no database, in the order the write path
+    /// applies them: code known, legal from here, role, reason, evidence given, time in
+    /// state. `time_left` answers the last one (the caller owns the clock): `None` when
+    /// enough time has passed, else how much is left, spelled for a human.
+    pub fn decide<'m>(
+        &'m self,
+        current_state: &str,
+        req: &Request<'_>,
+        time_left: impl FnOnce(&Interval) -> Option<String>,
+    ) -> Result<&'m Rule, Refusal> {
+        let rule = self.find_rule(current_state, req.code)?;
+        self.check_rule(rule, req, time_left)?;
+        Ok(rule)
+    }
+
+    /// Rule lookup alone: SM009 for a code the version does not know, SM001 when the
+    /// code exists but not from `current_state` (terminal states included).
+    pub fn find_rule<'m>(&'m self, current_state: &str, code: &str) -> Result<&'m Rule, Refusal> {
+        if let Some(rule) = self.rule(current_state, code) {
+            // Validation already forbids normal/reversal exits from terminal states;
+            // this keeps the runtime honest even if rows were ever hand-crafted.
+            if !(self.is_terminal(current_state) && !rule.kind.may_leave_terminal()) {
+                return Ok(rule);
+            }
+        }
+        let legal = self.legal_from(current_state);
+        match self.codes.get(code) {
+            None => Err(Refusal::UnknownTransition {
+                machine: self.machine.clone(),
+                version: self.version,
+                code: code.to_owned(),
+                current_state: current_state.to_owned(),
+                legal,
+            }),
+            Some(froms) => Err(Refusal::IllegalTransition {
+                machine: self.machine.clone(),
+                version: self.version,
+                code: code.to_owned(),
+                current_state: current_state.to_owned(),
+                terminal: self.is_terminal(current_state),
+                defined_from: froms.clone(),
+                legal,
+            }),
+        }
+    }
+
+    /// The per-rule checks after lookup: role, reason, evidence given, time in state.
+    pub fn check_rule(
+        &self,
+        rule: &Rule,
+        req: &Request<'_>,
+        time_left: impl FnOnce(&Interval) -> Option<String>,
+    ) -> Result<(), Refusal> {
+        if let Some(role) = req.actor_role {
+            if !rule.role_permitted(role) {
+                return Err(Refusal::RoleNotPermitted {
+                    code: rule.code.clone(),
+                    from: rule.from.clone(),
+                    actor_role: role.to_owned(),
+                    allowed: rule.roles.clone(),
+                });
+            }
+        }
+        if rule.requires_reason && !req.has_reason {
+            return Err(Refusal::ReasonRequired { code: rule.code.clone() });
+        }
+        if rule.requires_evidence && req.evidence_count == 0 {
+            return Err(Refusal::EvidenceRequired { code: rule.code.clone() });
+        }
+        if let Some(min) = &rule.min_time_in_state {
+            if let Some(left) = time_left(min) {
+                return Err(Refusal::GuardFailed {
+                    code: rule.code.clone(),
+                    guard: "min_time_in_state".into(),
+                    reason: format!(
+                        "{} requires at least {} in state {}; {} left",
+                        rule.code,
+                        min.canonical(),
+                        rule.from,
+                        left
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `(code, to, kind)` of every transition legal from `state`, by code.
+    pub fn legal_from(&self, state: &str) -> Vec<(String, String, Kind)> {
+        self.rules_from(state)
+            .iter()
+            .filter(|r| !(self.is_terminal(state) && !r.kind.may_leave_terminal()))
+            .map(|r| (r.code.clone(), r.to.clone(), r.kind))
+            .collect()
+    }
+}

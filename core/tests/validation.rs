@@ -1,0 +1,254 @@
+//! The validation rules of API.md one by one: good and bad definitions, the JSON path of
+//! every problem, and the graph checks of seed 003 §29.1.
+
+use serde_json::{json, Value};
+use statemachine_core::{validate, validate_text, Kind, Severity};
+
+const INVESTIGATION: &str = include_str!("../../examples/investigation.json");
+const PRODUCT_STATUS: &str = include_str!("../../examples/product_status.json");
+
+fn investigation() -> Value {
+    serde_json::from_str(INVESTIGATION).unwrap()
+}
+
+/// Errors as "path: problem" lines, for exact assertions.
+fn errors(def: &Value) -> Vec<String> {
+    validate(def)
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn assert_single_error(def: &Value, path: &str, contains: &str) {
+    let errs = errors(def);
+    assert_eq!(errs.len(), 1, "expected one error at {path}, got {errs:#?}");
+    assert!(errs[0].starts_with(&format!("{path}: ")), "wrong path: {}", errs[0]);
+    assert!(errs[0].contains(contains), "{:?} should mention {contains:?}", errs[0]);
+}
+
+#[test]
+fn the_seed_machines_are_valid() {
+    for text in [INVESTIGATION, PRODUCT_STATUS] {
+        let v = validate_text(text);
+        assert!(v.problems.is_empty(), "{:#?}", v.problems);
+        assert!(v.definition.is_some());
+    }
+}
+
+#[test]
+fn investigation_model_is_parsed_faithfully() {
+    let def = validate(&investigation()).definition.unwrap();
+    assert_eq!(def.machine, "investigation");
+    assert_eq!(def.states.len(), 7);
+    assert_eq!(def.initial_state().unwrap().code, "DRAFT");
+    let approve = def.transitions.iter().find(|t| t.code == "APPROVE_CASE").unwrap();
+    assert!(approve.requires_reason && approve.requires_evidence);
+    assert_eq!(approve.roles, vec!["REVIEWER"]);
+    let reopen = def.transitions.iter().find(|t| t.code == "REOPEN_CASE").unwrap();
+    assert_eq!(reopen.kind, Kind::Reopen);
+    assert_eq!(def.states[3].attributes.get("is_final_decision"), Some(&json!(true)));
+}
+
+#[test]
+fn not_json_and_not_an_object() {
+    let v = validate_text("{not json");
+    assert_eq!(v.problems.len(), 1);
+    assert_eq!(v.problems[0].path, "$");
+    assert!(v.problems[0].problem.starts_with("not valid JSON"));
+    assert_single_error(&json!([1, 2]), "$", "must be a JSON object, not an array");
+}
+
+#[test]
+fn exactly_one_initial_state() {
+    let mut d = investigation();
+    d["states"][0].as_object_mut().unwrap().remove("initial");
+    assert_single_error(&d, "$.states", "no initial state");
+
+    let mut d = investigation();
+    d["states"][2]["initial"] = json!(true);
+    assert_single_error(&d, "$.states[2].initial", "a second initial state (the first is at $.states[0])");
+}
+
+#[test]
+fn every_referenced_state_exists() {
+    let mut d = investigation();
+    d["transitions"][3]["to"] = json!("NOWHERE");
+    assert_single_error(&d, "$.transitions[3].to", "unknown state \"NOWHERE\"");
+
+    let mut d = investigation();
+    d["transitions"][1]["from"] = json!(["SUBMITTED", "LIMBO"]);
+    assert_single_error(&d, "$.transitions[1].from[1]", "unknown state \"LIMBO\"");
+}
+
+#[test]
+fn unreachable_state() {
+    let mut d = investigation();
+    d["states"].as_array_mut().unwrap().push(json!({"code": "ORPHAN", "terminal": true}));
+    assert_single_error(&d, "$.states[7]", "state ORPHAN is unreachable from the initial state DRAFT");
+}
+
+#[test]
+fn dead_end_state() {
+    let mut d = investigation();
+    // APPROVED loses its only exit (CLOSE_CASE); CLOSED becomes unreachable too.
+    d["transitions"].as_array_mut().unwrap().retain(|t| t["code"] != "CLOSE_CASE");
+    let errs = errors(&d);
+    assert!(errs.iter().any(|e| e.starts_with("$.states[3]: state APPROVED is a dead end")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("$.states[6]: state CLOSED is unreachable")), "{errs:#?}");
+    assert_eq!(errs.len(), 2);
+}
+
+#[test]
+fn terminal_with_outgoing_normal_transition() {
+    let mut d = investigation();
+    d["transitions"][6]["kind"] = json!("normal");
+    assert_single_error(&d, "$.transitions[6].from", "state CLOSED is terminal: only reopen, correction or admin transitions may leave it (REOPEN_CASE is kind normal)");
+    for ok in ["reopen", "correction", "admin"] {
+        let mut d = investigation();
+        d["transitions"][6]["kind"] = json!(ok);
+        assert!(errors(&d).is_empty(), "kind {ok} may leave a terminal state");
+    }
+    let mut d = investigation();
+    d["transitions"][6]["kind"] = json!("reversal");
+    assert_single_error(&d, "$.transitions[6].from", "is kind reversal");
+}
+
+#[test]
+fn ambiguous_from_code_pair() {
+    let mut d = investigation();
+    d["transitions"].as_array_mut().unwrap().push(json!(
+        {"code": "SUBMIT_CASE", "from": "DRAFT", "to": "WITHDRAWN"}
+    ));
+    assert_single_error(&d, "$.transitions[7].from", "ambiguous: transition SUBMIT_CASE from DRAFT leads to WITHDRAWN here and to SUBMITTED at $.transitions[0]");
+
+    let mut d = investigation();
+    d["transitions"].as_array_mut().unwrap().push(json!(
+        {"code": "SUBMIT_CASE", "from": "DRAFT", "to": "SUBMITTED"}
+    ));
+    assert_single_error(&d, "$.transitions[7].from", "defined twice");
+
+    // Same code from different states to different targets is fine.
+    let mut d = investigation();
+    d["transitions"].as_array_mut().unwrap().push(json!(
+        {"code": "WITHDRAW_CASE", "from": "DRAFT", "to": "WITHDRAWN", "requires_reason": true}
+    ));
+    assert!(errors(&d).is_empty());
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let mut d = investigation();
+    d["colour"] = json!("blue");
+    assert_single_error(&d, "$.colour", "unknown key \"colour\"");
+    let mut d = investigation();
+    d["states"][1]["intial"] = json!(true);
+    assert_single_error(&d, "$.states[1].intial", "unknown key \"intial\"");
+    let mut d = investigation();
+    d["transitions"][2]["requires_reasons"] = json!(true);
+    assert_single_error(&d, "$.transitions[2].requires_reasons", "unknown key");
+}
+
+#[test]
+fn wrong_json_types_are_errors() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        ("$.machine", Box::new(|d| d["machine"] = json!(42)), "must be a string, not a number"),
+        ("$.description", Box::new(|d| d["description"] = json!(["x"])), "must be a string, not an array"),
+        ("$.states", Box::new(|d| d["states"] = json!({})), "must be an array, not an object"),
+        ("$.transitions", Box::new(|d| d["transitions"] = json!("x")), "must be an array, not a string"),
+        ("$.states[1].terminal", Box::new(|d| d["states"][1]["terminal"] = json!("yes")), "must be true or false"),
+        ("$.states[1].sort_order", Box::new(|d| d["states"][1]["sort_order"] = json!(1.5)), "whole number"),
+        ("$.states[1].attributes", Box::new(|d| d["states"][1]["attributes"] = json!([1])), "must be an object"),
+        ("$.transitions[0].roles", Box::new(|d| d["transitions"][0]["roles"] = json!("CASE_OWNER")), "array of strings"),
+        ("$.transitions[0].roles[0]", Box::new(|d| d["transitions"][0]["roles"] = json!([7])), "must be a string"),
+        ("$.transitions[0].requires_reason", Box::new(|d| d["transitions"][0]["requires_reason"] = json!(1)), "true or false"),
+        ("$.transitions[0].kind", Box::new(|d| d["transitions"][0]["kind"] = json!("sideways")), "unknown kind \"sideways\""),
+        ("$.transitions[0].from", Box::new(|d| d["transitions"][0]["from"] = json!(null)), "string or an array"),
+        ("$.transitions[0].min_time_in_state", Box::new(|d| d["transitions"][0]["min_time_in_state"] = json!(5)), "interval string"),
+    ];
+    for (path, mutate, contains) in cases {
+        let mut d = investigation();
+        mutate(&mut d);
+        let errs = errors(&d);
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!("{path}: ")) && e.contains(contains)),
+            "expected {path} ~ {contains:?}, got {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn required_keys_and_bad_codes() {
+    let mut d = investigation();
+    d.as_object_mut().unwrap().remove("machine");
+    assert_single_error(&d, "$.machine", "machine name is required");
+    let mut d = investigation();
+    d["transitions"][0].as_object_mut().unwrap().remove("to");
+    assert_single_error(&d, "$.transitions[0].to", "to is required");
+    let mut d = investigation();
+    d["states"][1]["code"] = json!("has space");
+    let errs = errors(&d);
+    assert!(errs.iter().any(|e| e.starts_with("$.states[1].code: state code \"has space\" must start with a letter")), "{errs:#?}");
+    let mut d = investigation();
+    d["transitions"][0]["code"] = json!("CREATE");
+    assert_single_error(&d, "$.transitions[0].code", "reserved");
+    let mut d = investigation();
+    d["states"][2]["code"] = json!("SUBMITTED");
+    let errs = errors(&d);
+    assert!(errs.iter().any(|e| e.starts_with("$.states[2].code: duplicate state code \"SUBMITTED\" (first defined at $.states[1])")), "{errs:#?}");
+    let mut d = investigation();
+    d["states"] = json!([]);
+    assert_single_error(&d, "$.states", "must not be empty");
+}
+
+#[test]
+fn min_time_in_state_is_validated() {
+    let mut d = investigation();
+    d["transitions"][1]["min_time_in_state"] = json!("2 fortnights");
+    assert_single_error(&d, "$.transitions[1].min_time_in_state", "unknown unit \"fortnights\"");
+    let mut d = investigation();
+    d["transitions"][1]["min_time_in_state"] = json!("0 days");
+    let v = validate(&d);
+    assert!(!v.has_errors());
+    assert_eq!(v.problems[0].severity, Severity::Warning);
+    assert!(v.definition.unwrap().transitions[1].min_time_in_state.is_none());
+}
+
+#[test]
+fn many_problems_are_all_reported() {
+    let d = json!({
+        "machine": "",
+        "states": [{"code": "A", "initial": true}, {"code": "B"}, {"label": "no code"}],
+        "transitions": [{"code": "GO", "from": "A", "to": "C", "colour": 1}]
+    });
+    let errs = errors(&d);
+    let paths: Vec<&str> = errs.iter().map(|e| e.split(": ").next().unwrap()).collect();
+    for p in ["$.machine", "$.states[2].code", "$.transitions[0].colour", "$.transitions[0].to"] {
+        assert!(paths.contains(&p), "missing {p} in {errs:#?}");
+    }
+    assert!(validate(&d).definition.is_none());
+}
+
+#[test]
+fn canonical_form_is_stable_and_revalidates() {
+    let def = validate(&investigation()).definition.unwrap();
+    let canon = def.to_canonical_json();
+    let again = validate(&canon).definition.unwrap();
+    assert_eq!(def, again);
+    assert_eq!(again.to_canonical_json(), canon);
+    // Spelling differences that mean the same thing give the same canonical form.
+    let mut d = investigation();
+    d["transitions"][0]["from"] = json!(["DRAFT"]);
+    d["states"][1]["initial"] = json!(false);
+    d["transitions"][0]["requires_reason"] = json!(false);
+    d["transitions"][0]["kind"] = json!("normal");
+    assert_eq!(validate(&d).definition.unwrap().to_canonical_json(), canon);
+    let p: Value = serde_json::from_str(PRODUCT_STATUS).unwrap();
+    let mut p2 = p.clone();
+    p2["transitions"][3]["min_time_in_state"] = json!("60 months");
+    assert_eq!(
+        validate(&p).definition.unwrap().to_canonical_json(),
+        validate(&p2).definition.unwrap().to_canonical_json()
+    );
+}
