@@ -1,2 +1,50 @@
+//! pg_statemachine: PostgreSQL enforces the state machines of business records.
+//!
+//! `statemachine.transition_case()` is the one write path; guard triggers refuse every
+//! other way to change a case's state or history. The decisions are made by the pure
+//! `statemachine-core` crate; this crate binds it to SQL:
+//!
+//! - [`fmgr`], [`ereport`]: entry-point plumbing and raising SM SQLSTATEs;
+//! - [`spi`]: statements prepared once per backend;
+//! - [`door`]: the backend-local flag only the write path opens;
+//! - [`machines`]: per-backend cache of compiled machine versions;
+//! - [`definitions`], [`cases`], [`available`], [`guard`]: the SQL functions.
+//!
+//! The DDL lives in `sql/schema.sql`.
+
 use pgrx::prelude::*;
+
 ::pgrx::pg_module_magic!(name, version);
+
+pub mod available;
+pub mod cases;
+pub mod definitions;
+pub mod door;
+pub mod ereport;
+pub mod fmgr;
+pub mod guard;
+pub mod machines;
+pub mod spi;
+
+pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    door::register_callbacks();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+#[path = "../pgrx-tests/mod.rs"]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

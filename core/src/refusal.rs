@@ -17,6 +17,7 @@ pub enum Refusal {
     UnknownCase { case_id: String },
     UnknownMachine { machine: String, version: Option<i32> },
     UnknownEvidenceCase { case_id: String },
+    UnknownEvidence { evidence_id: String },
     UnknownTransition { machine: String, version: i32, code: String, current_state: String, legal: Vec<(String, String, Kind)> },
     IllegalTransition {
         machine: String,
@@ -96,9 +97,21 @@ impl Refusal {
             Refusal::UnknownCase { .. }
             | Refusal::UnknownMachine { .. }
             | Refusal::UnknownEvidenceCase { .. }
+            | Refusal::UnknownEvidence { .. }
             | Refusal::UnknownTransition { .. } => NOT_FOUND,
             Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
             Refusal::Standard { sqlstate, .. } | Refusal::InvalidArgument { sqlstate, .. } => sqlstate,
+        }
+    }
+
+    /// A short reason for `available_transitions.blocked_by`.
+    pub fn blocked_by(&self) -> String {
+        match self {
+            Refusal::RoleNotPermitted { allowed, .. } => format!("role: permitted to {}", allowed.join(", ")),
+            Refusal::GuardFailed { guard, reason, .. } => format!("{guard}: {reason}"),
+            Refusal::ReasonRequired { .. } => "reason required".into(),
+            Refusal::EvidenceRequired { .. } => "evidence required".into(),
+            other => other.report(&CaseFacts::default()).message,
         }
     }
 
@@ -115,6 +128,11 @@ impl Refusal {
             Refusal::UnknownEvidenceCase { case_id } => (
                 format!("case {case_id} not found"),
                 Some(format!("Evidence can only be added to an existing case; no case has id {case_id}.")),
+                None,
+            ),
+            Refusal::UnknownEvidence { evidence_id } => (
+                format!("evidence {evidence_id} not found"),
+                Some(format!("No row in statemachine.case_evidence has id {evidence_id}.")),
                 None,
             ),
             Refusal::UnknownMachine { machine, version } => (

@@ -1,0 +1,393 @@
+-- pg_statemachine schema: definitions, cases, history, evidence, guards, derived truth.
+--
+-- Tables are readable by anyone granted SELECT; they are written only through the
+-- functions below. Guard triggers (ENABLE ALWAYS) refuse every other write with SM007,
+-- for every role and under session_replication_role = replica as well.
+--
+-- Every statement here schema-qualifies what it uses; SQL and PL/pgSQL functions pin
+-- search_path, so callers cannot shadow anything they rely on.
+
+------------------------------------------------------------------------------------------
+-- Definitions: machine, version, state, transition rule, rule role (seed 003 §3-4, §19)
+------------------------------------------------------------------------------------------
+
+CREATE TABLE statemachine.machine (
+    code       text PRIMARY KEY
+               CONSTRAINT machine_code_chk CHECK (code ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$'),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE statemachine.machine IS 'One row per state machine name; its rules live in published versions (statemachine.machine_version).';
+COMMENT ON COLUMN statemachine.machine.code IS 'Machine name, as given in a definition''s "machine" key.';
+COMMENT ON COLUMN statemachine.machine.created_at IS 'When the first version of this machine was published.';
+
+CREATE TABLE statemachine.machine_version (
+    id           uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+    machine      text NOT NULL REFERENCES statemachine.machine (code),
+    version      integer NOT NULL CONSTRAINT machine_version_positive_chk CHECK (version > 0),
+    status       text NOT NULL DEFAULT 'active'
+                 CONSTRAINT machine_version_status_chk CHECK (status IN ('active', 'retired')),
+    description  text,
+    definition   jsonb NOT NULL CONSTRAINT machine_version_definition_chk CHECK (pg_catalog.jsonb_typeof(definition) = 'object'),
+    published_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    published_by text NOT NULL DEFAULT SESSION_USER,
+    CONSTRAINT machine_version_uk UNIQUE (machine, version),
+    CONSTRAINT machine_version_id_machine_uk UNIQUE (id, machine, version)
+);
+COMMENT ON TABLE statemachine.machine_version IS 'Published, immutable versions of a machine''s rules (seed 003 §19). Cases stay pinned to the version they were created under.';
+COMMENT ON COLUMN statemachine.machine_version.id IS 'Random identity of this published version; cases reference it, and per-backend rule caches are keyed by it.';
+COMMENT ON COLUMN statemachine.machine_version.machine IS 'The machine this version belongs to.';
+COMMENT ON COLUMN statemachine.machine_version.version IS 'Version number, 1, 2, ... per machine; recorded as policy_version on every transition.';
+COMMENT ON COLUMN statemachine.machine_version.status IS 'active: new cases are created under the latest active version; retired: kept for the cases and history that reference it.';
+COMMENT ON COLUMN statemachine.machine_version.description IS 'The definition''s "description".';
+COMMENT ON COLUMN statemachine.machine_version.definition IS 'The definition in canonical form, as statemachine.machine_definition() returns it; the rule tables hold the same rules relationally.';
+COMMENT ON COLUMN statemachine.machine_version.published_at IS 'When statemachine.define_machine() published this version.';
+COMMENT ON COLUMN statemachine.machine_version.published_by IS 'Database session user that published this version.';
+
+CREATE TABLE statemachine.state (
+    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id),
+    code               text NOT NULL,
+    label              text,
+    phase              text,
+    is_initial         boolean NOT NULL DEFAULT false,
+    is_terminal        boolean NOT NULL DEFAULT false,
+    sort_order         integer NOT NULL,
+    attributes         jsonb NOT NULL DEFAULT '{}'
+                       CONSTRAINT state_attributes_chk CHECK (pg_catalog.jsonb_typeof(attributes) = 'object'),
+    PRIMARY KEY (machine_version_id, code)
+);
+CREATE UNIQUE INDEX state_one_initial_per_version_idx ON statemachine.state (machine_version_id) WHERE is_initial;
+COMMENT ON TABLE statemachine.state IS 'State vocabulary of a machine version, with its metadata (seed 003 §3.2, seed 004''s product_status).';
+COMMENT ON COLUMN statemachine.state.machine_version_id IS 'The machine version this state belongs to.';
+COMMENT ON COLUMN statemachine.state.code IS 'State code, e.g. UNDER_REVIEW.';
+COMMENT ON COLUMN statemachine.state.label IS 'Human label for UIs.';
+COMMENT ON COLUMN statemachine.state.phase IS 'Coarser grouping of states, e.g. OPENING, REVIEW, DECISION, CLOSURE.';
+COMMENT ON COLUMN statemachine.state.is_initial IS 'The state every new case starts in; exactly one per version.';
+COMMENT ON COLUMN statemachine.state.is_terminal IS 'No normal transition leaves a terminal state; only reopen, correction and admin kinds may (seed 003 §12).';
+COMMENT ON COLUMN statemachine.state.sort_order IS 'Display order: as given, else 10 x the state''s position in the definition.';
+COMMENT ON COLUMN statemachine.state.attributes IS 'Per-state flags such as is_buyable or is_final_decision, as a JSON object.';
+
+CREATE TABLE statemachine.transition_rule (
+    machine_version_id uuid NOT NULL,
+    from_state         text NOT NULL,
+    transition_code    text NOT NULL CONSTRAINT transition_rule_code_chk CHECK (transition_code <> 'CREATE'),
+    to_state           text NOT NULL,
+    requires_reason    boolean NOT NULL DEFAULT false,
+    requires_evidence  boolean NOT NULL DEFAULT false,
+    min_time_in_state  interval CONSTRAINT transition_rule_min_time_chk CHECK (min_time_in_state > interval '0'),
+    kind               text NOT NULL DEFAULT 'normal'
+                       CONSTRAINT transition_rule_kind_chk CHECK (kind IN ('normal', 'reopen', 'reversal', 'correction', 'admin')),
+    PRIMARY KEY (machine_version_id, from_state, transition_code),
+    FOREIGN KEY (machine_version_id, from_state) REFERENCES statemachine.state (machine_version_id, code),
+    FOREIGN KEY (machine_version_id, to_state) REFERENCES statemachine.state (machine_version_id, code)
+);
+COMMENT ON TABLE statemachine.transition_rule IS 'Legal transitions of a machine version, one row per (from state, code) (seed 003 §4); a definition''s "from": [..] array becomes several rows.';
+COMMENT ON COLUMN statemachine.transition_rule.machine_version_id IS 'The machine version this rule belongs to.';
+COMMENT ON COLUMN statemachine.transition_rule.from_state IS 'State the case must be in.';
+COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name passed to transition_case, e.g. APPROVE_CASE. CREATE is reserved for the first history row.';
+COMMENT ON COLUMN statemachine.transition_rule.to_state IS 'State the case moves to; one (from_state, transition_code) pair leads to one target only.';
+COMMENT ON COLUMN statemachine.transition_rule.requires_reason IS 'reason_code or reason_text must be given (SM004).';
+COMMENT ON COLUMN statemachine.transition_rule.requires_evidence IS 'At least one active evidence row of the case must be passed in evidence_ids (SM005).';
+COMMENT ON COLUMN statemachine.transition_rule.min_time_in_state IS 'The case must have been in from_state at least this long (SM002, guard min_time_in_state); NULL: no minimum.';
+COMMENT ON COLUMN statemachine.transition_rule.kind IS 'normal, reopen, reversal, correction or admin; only reopen, correction and admin may leave a terminal state.';
+
+CREATE TABLE statemachine.transition_rule_role (
+    machine_version_id uuid NOT NULL,
+    from_state         text NOT NULL,
+    transition_code    text NOT NULL,
+    role_code          text NOT NULL CONSTRAINT transition_rule_role_code_chk CHECK (role_code <> ''),
+    PRIMARY KEY (machine_version_id, from_state, transition_code, role_code),
+    FOREIGN KEY (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+);
+COMMENT ON TABLE statemachine.transition_rule_role IS 'Roles permitted to perform a transition rule (seed 003 §24); a rule without rows here is open to every role.';
+COMMENT ON COLUMN statemachine.transition_rule_role.machine_version_id IS 'The machine version of the rule.';
+COMMENT ON COLUMN statemachine.transition_rule_role.from_state IS 'The rule''s from_state.';
+COMMENT ON COLUMN statemachine.transition_rule_role.transition_code IS 'The rule''s transition_code.';
+COMMENT ON COLUMN statemachine.transition_rule_role.role_code IS 'A role (actor_role) permitted to perform the transition (SM006 otherwise).';
+
+------------------------------------------------------------------------------------------
+-- Cases and their history (seed 003 §5, §14)
+------------------------------------------------------------------------------------------
+
+CREATE TABLE statemachine.case_file (
+    id                 uuid PRIMARY KEY,
+    machine            text NOT NULL,
+    machine_version    integer NOT NULL,
+    machine_version_id uuid NOT NULL,
+    case_number        text NOT NULL CONSTRAINT case_file_case_number_chk CHECK (pg_catalog.length(case_number) BETWEEN 1 AND 200),
+    current_state      text NOT NULL,
+    state_version      bigint NOT NULL CONSTRAINT case_file_state_version_chk CHECK (state_version >= 0),
+    state_entered_at   timestamptz NOT NULL,
+    created_at         timestamptz NOT NULL,
+    updated_at         timestamptz NOT NULL,
+    metadata           jsonb NOT NULL DEFAULT '{}'
+                       CONSTRAINT case_file_metadata_chk CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT case_file_case_number_uk UNIQUE (machine, case_number),
+    CONSTRAINT case_file_machine_version_fk FOREIGN KEY (machine_version_id, machine, machine_version)
+        REFERENCES statemachine.machine_version (id, machine, version)
+);
+-- Work queue by state (seed 003 §22) and "stuck in a state since" (age per state).
+CREATE INDEX case_file_current_state_updated_idx ON statemachine.case_file (current_state, updated_at DESC);
+CREATE INDEX case_file_state_age_idx ON statemachine.case_file (machine, current_state, state_entered_at);
+COMMENT ON TABLE statemachine.case_file IS 'Cases and their current state: a fast-read summary of statemachine.case_state_transition, written only by create_case and transition_case (reconcile() proves they agree).';
+COMMENT ON COLUMN statemachine.case_file.id IS 'Case identity.';
+COMMENT ON COLUMN statemachine.case_file.machine IS 'The machine governing this case.';
+COMMENT ON COLUMN statemachine.case_file.machine_version IS 'The machine version the case is pinned to (its rules apply).';
+COMMENT ON COLUMN statemachine.case_file.machine_version_id IS 'Identity of that machine version (statemachine.machine_version.id).';
+COMMENT ON COLUMN statemachine.case_file.case_number IS 'Business case number, unique per machine.';
+COMMENT ON COLUMN statemachine.case_file.current_state IS 'Current state; always equal to the to_state of the case''s latest history row.';
+COMMENT ON COLUMN statemachine.case_file.state_version IS 'Number of transitions since creation (0 at creation); equal to the latest history row''s state_version. Pass it as expected_version for compare-and-swap.';
+COMMENT ON COLUMN statemachine.case_file.state_entered_at IS 'When the case entered current_state (a transition to the same state does not reset it); min_time_in_state counts from here.';
+COMMENT ON COLUMN statemachine.case_file.created_at IS 'When the case was created.';
+COMMENT ON COLUMN statemachine.case_file.updated_at IS 'When the case last changed.';
+COMMENT ON COLUMN statemachine.case_file.metadata IS 'Free-form JSON object; the only column a direct UPDATE may change.';
+
+CREATE TABLE statemachine.case_state_transition (
+    id              uuid PRIMARY KEY,
+    case_id         uuid NOT NULL REFERENCES statemachine.case_file (id),
+    machine         text NOT NULL,
+    from_state      text,
+    to_state        text NOT NULL,
+    transition_code text NOT NULL,
+    transition_kind text NOT NULL
+                    CONSTRAINT case_transition_kind_chk CHECK (transition_kind IN ('create', 'normal', 'reopen', 'reversal', 'correction', 'admin')),
+    state_version   bigint NOT NULL CONSTRAINT case_transition_state_version_chk CHECK (state_version >= 0),
+    actor_id        uuid NOT NULL,
+    actor_role      text NOT NULL,
+    reason_code     text,
+    reason_text     text,
+    policy_version  integer NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    command_id      uuid NOT NULL,
+    correlation_id  uuid,
+    causation_id    uuid,
+    metadata        jsonb NOT NULL DEFAULT '{}'
+                    CONSTRAINT case_transition_metadata_chk CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
+    recorded_by     text NOT NULL DEFAULT SESSION_USER,
+    CONSTRAINT case_transition_command_uk UNIQUE (command_id),
+    CONSTRAINT case_transition_version_uk UNIQUE (case_id, state_version),
+    CONSTRAINT case_transition_create_chk CHECK ((state_version = 0) = (from_state IS NULL AND transition_code = 'CREATE'))
+);
+-- Audit by transition and time (seed 003 §22); audit by case uses case_transition_version_uk.
+CREATE INDEX case_transition_code_time_idx ON statemachine.case_state_transition (transition_code, occurred_at DESC);
+COMMENT ON TABLE statemachine.case_state_transition IS 'Append-only history of every case: one row per transition, the CREATE row included (seed 003 §14). The source of truth current state is derived from.';
+COMMENT ON COLUMN statemachine.case_state_transition.id IS 'Transition identity (time-ordered UUID v7).';
+COMMENT ON COLUMN statemachine.case_state_transition.case_id IS 'The case that moved.';
+COMMENT ON COLUMN statemachine.case_state_transition.machine IS 'The machine of the case, so that state can be derived from history alone.';
+COMMENT ON COLUMN statemachine.case_state_transition.from_state IS 'State before the transition; NULL for the CREATE row.';
+COMMENT ON COLUMN statemachine.case_state_transition.to_state IS 'State after the transition.';
+COMMENT ON COLUMN statemachine.case_state_transition.transition_code IS 'The command performed (CREATE for the first row).';
+COMMENT ON COLUMN statemachine.case_state_transition.transition_kind IS 'Kind of the rule applied (create for the first row): normal, reopen, reversal, correction or admin.';
+COMMENT ON COLUMN statemachine.case_state_transition.state_version IS 'Position in the case''s history: 0 for CREATE, then gapless +1 per transition.';
+COMMENT ON COLUMN statemachine.case_state_transition.actor_id IS 'Who performed the transition.';
+COMMENT ON COLUMN statemachine.case_state_transition.actor_role IS 'In which role (capacity) the actor acted.';
+COMMENT ON COLUMN statemachine.case_state_transition.reason_code IS 'Structured reason.';
+COMMENT ON COLUMN statemachine.case_state_transition.reason_text IS 'Human explanation.';
+COMMENT ON COLUMN statemachine.case_state_transition.policy_version IS 'The machine version whose rules allowed this transition.';
+COMMENT ON COLUMN statemachine.case_state_transition.occurred_at IS 'Wall-clock time of the transition, taken under the case lock; never earlier than the case''s previous transition.';
+COMMENT ON COLUMN statemachine.case_state_transition.command_id IS 'Idempotency key of the command (seed 003 §15): a replay returns this row and writes nothing.';
+COMMENT ON COLUMN statemachine.case_state_transition.correlation_id IS 'Request or process trace this transition belongs to.';
+COMMENT ON COLUMN statemachine.case_state_transition.causation_id IS 'The event or command that caused this one.';
+COMMENT ON COLUMN statemachine.case_state_transition.metadata IS 'Free-form JSON object given by the caller.';
+COMMENT ON COLUMN statemachine.case_state_transition.recorded_by IS 'Database session user that called the write path.';
+
+CREATE TABLE statemachine.case_evidence (
+    id                  uuid PRIMARY KEY,
+    case_id             uuid NOT NULL REFERENCES statemachine.case_file (id),
+    evidence_type       text NOT NULL CONSTRAINT case_evidence_type_chk CHECK (evidence_type <> ''),
+    storage_uri         text NOT NULL,
+    content_hash        text NOT NULL,
+    submitted_by        uuid NOT NULL,
+    submitted_at        timestamptz NOT NULL,
+    is_active           boolean NOT NULL DEFAULT true,
+    deactivated_at      timestamptz,
+    deactivated_by      uuid,
+    deactivation_reason text,
+    CONSTRAINT case_evidence_deactivation_chk CHECK (
+        is_active = (deactivated_at IS NULL) AND is_active = (deactivated_by IS NULL) AND is_active = (deactivation_reason IS NULL))
+);
+CREATE INDEX case_evidence_case_idx ON statemachine.case_evidence (case_id);
+COMMENT ON TABLE statemachine.case_evidence IS 'Evidence attached to a case (seed 003 §26); added by add_evidence, deactivated by deactivate_evidence, never deleted.';
+COMMENT ON COLUMN statemachine.case_evidence.id IS 'Evidence identity; pass it in transition_case''s evidence_ids.';
+COMMENT ON COLUMN statemachine.case_evidence.case_id IS 'The case the evidence belongs to; it supports transitions of this case only.';
+COMMENT ON COLUMN statemachine.case_evidence.evidence_type IS 'Kind of evidence, e.g. REVIEW_REPORT.';
+COMMENT ON COLUMN statemachine.case_evidence.storage_uri IS 'Where the evidence document is stored.';
+COMMENT ON COLUMN statemachine.case_evidence.content_hash IS 'Hash of the document''s content, to prove it has not changed.';
+COMMENT ON COLUMN statemachine.case_evidence.submitted_by IS 'Who submitted the evidence.';
+COMMENT ON COLUMN statemachine.case_evidence.submitted_at IS 'When the evidence was added.';
+COMMENT ON COLUMN statemachine.case_evidence.is_active IS 'Only active evidence can support a transition.';
+COMMENT ON COLUMN statemachine.case_evidence.deactivated_at IS 'When the evidence was deactivated (NULL while active).';
+COMMENT ON COLUMN statemachine.case_evidence.deactivated_by IS 'Who deactivated it.';
+COMMENT ON COLUMN statemachine.case_evidence.deactivation_reason IS 'Why it was deactivated.';
+
+CREATE TABLE statemachine.case_transition_evidence (
+    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    evidence_id   uuid NOT NULL REFERENCES statemachine.case_evidence (id),
+    purpose       text NOT NULL,
+    PRIMARY KEY (transition_id, evidence_id)
+);
+CREATE INDEX case_transition_evidence_evidence_idx ON statemachine.case_transition_evidence (evidence_id);
+COMMENT ON TABLE statemachine.case_transition_evidence IS 'Which evidence supported which transition (seed 003 §26), written by transition_case in the same transaction.';
+COMMENT ON COLUMN statemachine.case_transition_evidence.transition_id IS 'The history row the evidence supported.';
+COMMENT ON COLUMN statemachine.case_transition_evidence.evidence_id IS 'The evidence.';
+COMMENT ON COLUMN statemachine.case_transition_evidence.purpose IS 'What the evidence was used for: the transition code it supported.';
+
+------------------------------------------------------------------------------------------
+-- Guard triggers: the only door is the write path's own Rust code.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION statemachine.guard_direct_write() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'sm_guard_direct_write';
+COMMENT ON FUNCTION statemachine.guard_direct_write() IS 'Trigger refusing (SM007) every write to the extension''s tables that does not come from its own write path.';
+
+DO $guards$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['machine', 'machine_version', 'state', 'transition_rule', 'transition_rule_role',
+                             'case_file', 'case_state_transition', 'case_evidence', 'case_transition_evidence']
+    LOOP
+        -- zz_: BEFORE triggers fire in name order; the guard should see the row as
+        -- every other BEFORE trigger left it.
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER zz_guard_direct_write BEFORE INSERT OR UPDATE OR DELETE ON statemachine.%I
+                 FOR EACH ROW EXECUTE FUNCTION statemachine.guard_direct_write()', t);
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER zz_guard_direct_truncate BEFORE TRUNCATE ON statemachine.%I
+                 FOR EACH STATEMENT EXECUTE FUNCTION statemachine.guard_direct_write()', t);
+        -- ALWAYS: also under session_replication_role = replica.
+        EXECUTE pg_catalog.format('ALTER TABLE statemachine.%I ENABLE ALWAYS TRIGGER zz_guard_direct_write', t);
+        EXECUTE pg_catalog.format('ALTER TABLE statemachine.%I ENABLE ALWAYS TRIGGER zz_guard_direct_truncate', t);
+    END LOOP;
+END
+$guards$;
+
+------------------------------------------------------------------------------------------
+-- The API (see README / docs/reference.md)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION statemachine.define_machine(definition jsonb) RETURNS integer
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_define_machine';
+COMMENT ON FUNCTION statemachine.define_machine(jsonb) IS 'Publishes a machine definition and returns its version; the same definition again returns the existing version (SM010 when invalid).';
+
+CREATE FUNCTION statemachine.validate_machine(definition jsonb)
+    RETURNS TABLE (severity text, path text, problem text)
+    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'sm_validate_machine';
+COMMENT ON FUNCTION statemachine.validate_machine(jsonb) IS 'Every problem of a definition, with its JSON path, without publishing anything.';
+
+CREATE FUNCTION statemachine.machine_definition(machine text, version integer DEFAULT NULL) RETURNS jsonb
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_machine_definition';
+COMMENT ON FUNCTION statemachine.machine_definition(text, integer) IS 'A published definition in canonical form (latest version when version is NULL).';
+
+CREATE FUNCTION statemachine.create_case(
+    machine text, case_number text, actor_id uuid, actor_role text, command_id uuid,
+    case_id uuid DEFAULT NULL, metadata jsonb DEFAULT '{}')
+    RETURNS statemachine.case_file
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_create_case';
+COMMENT ON FUNCTION statemachine.create_case(text, text, uuid, text, uuid, uuid, jsonb) IS 'Creates a case in its machine''s initial state (latest active version) with its CREATE history row; idempotent on command_id.';
+
+CREATE FUNCTION statemachine.transition_case(
+    case_id uuid, transition_code text, actor_id uuid, actor_role text, command_id uuid,
+    reason_code text DEFAULT NULL, reason_text text DEFAULT NULL, expected_version bigint DEFAULT NULL,
+    evidence_ids uuid[] DEFAULT NULL, correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
+    metadata jsonb DEFAULT '{}')
+    RETURNS statemachine.case_state_transition
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_transition_case';
+COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) IS 'The one write path: checks and performs a transition, appends its history row; idempotent on command_id.';
+
+CREATE FUNCTION statemachine.add_evidence(
+    case_id uuid, evidence_type text, storage_uri text, content_hash text, submitted_by uuid)
+    RETURNS uuid
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_add_evidence';
+COMMENT ON FUNCTION statemachine.add_evidence(uuid, text, text, text, uuid) IS 'Attaches evidence to a case and returns its id.';
+
+CREATE FUNCTION statemachine.deactivate_evidence(evidence_id uuid, actor_id uuid, reason text)
+    RETURNS statemachine.case_evidence
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_deactivate_evidence';
+COMMENT ON FUNCTION statemachine.deactivate_evidence(uuid, uuid, text) IS 'Marks evidence inactive (recording who, when and why); inactive evidence cannot support a transition.';
+
+CREATE FUNCTION statemachine.available_transitions(case_id uuid, actor_role text DEFAULT NULL)
+    RETURNS TABLE (transition_code text, to_state text, requires_reason boolean, requires_evidence boolean,
+                   allowed boolean, blocked_by text)
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_available_transitions';
+COMMENT ON FUNCTION statemachine.available_transitions(uuid, text) IS 'Transitions defined from the case''s current state, with whether actor_role may perform them now (blocked_by says why not). A NULL actor_role skips the role check.';
+
+------------------------------------------------------------------------------------------
+-- Derived truth (seed 000; seed 003 §29.4): state from history alone.
+------------------------------------------------------------------------------------------
+
+CREATE VIEW statemachine.v_case_current_state AS
+SELECT l.case_id,
+       l.machine,
+       l.to_state AS current_state,
+       l.state_version,
+       (SELECT e.occurred_at
+          FROM statemachine.case_state_transition e
+         WHERE e.case_id = l.case_id
+           AND e.from_state IS DISTINCT FROM e.to_state
+         ORDER BY e.state_version DESC
+         LIMIT 1) AS state_entered_at
+  FROM (SELECT DISTINCT ON (t.case_id) t.case_id, t.machine, t.to_state, t.state_version
+          FROM statemachine.case_state_transition t
+         ORDER BY t.case_id, t.state_version DESC) l;
+COMMENT ON VIEW statemachine.v_case_current_state IS 'Current state of every case derived from statemachine.case_state_transition alone, never from case_file.';
+COMMENT ON COLUMN statemachine.v_case_current_state.case_id IS 'The case.';
+COMMENT ON COLUMN statemachine.v_case_current_state.machine IS 'Its machine.';
+COMMENT ON COLUMN statemachine.v_case_current_state.current_state IS 'to_state of the latest history row.';
+COMMENT ON COLUMN statemachine.v_case_current_state.state_version IS 'state_version of the latest history row.';
+COMMENT ON COLUMN statemachine.v_case_current_state.state_entered_at IS 'occurred_at of the latest history row that changed the state.';
+
+CREATE FUNCTION statemachine.state_at(case_id uuid, at timestamptz) RETURNS text
+    LANGUAGE sql STABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.to_state
+      FROM statemachine.case_state_transition t
+     WHERE t.case_id = $1 AND t.occurred_at <= $2
+     ORDER BY t.state_version DESC
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION statemachine.state_at(uuid, timestamptz) IS 'The state the case was in at a moment, from its history (NULL before it existed).';
+
+CREATE FUNCTION statemachine.require_case(case_id uuid) RETURNS void
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_require_case';
+COMMENT ON FUNCTION statemachine.require_case(uuid) IS 'Raises SM009 unless the case exists.';
+
+CREATE FUNCTION statemachine.case_history(case_id uuid) RETURNS SETOF statemachine.case_state_transition
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM statemachine.require_case($1);
+    RETURN QUERY
+        SELECT t.* FROM statemachine.case_state_transition t
+         WHERE t.case_id = $1
+         ORDER BY t.state_version;
+END
+$$;
+COMMENT ON FUNCTION statemachine.case_history(uuid) IS 'Every history row of a case, by state_version (SM009 for an unknown case).';
+
+CREATE FUNCTION statemachine.reconcile()
+    RETURNS TABLE (case_id uuid, current_state text, derived_state text, state_version bigint, derived_version bigint)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    -- One pass over the history: the latest row per case, and how many rows it has.
+    -- derived_version is rows - 1: what a gapless history supports.
+    WITH h AS (
+        SELECT DISTINCT ON (t.case_id)
+               t.case_id, t.to_state, t.state_version,
+               count(*) OVER (PARTITION BY t.case_id) - 1 AS derived_version
+          FROM statemachine.case_state_transition t
+         ORDER BY t.case_id, t.state_version DESC
+    )
+    SELECT c.id, c.current_state, h.to_state, c.state_version, h.derived_version
+      FROM statemachine.case_file c
+      LEFT JOIN h ON h.case_id = c.id
+     WHERE h.case_id IS NULL
+        OR h.to_state <> c.current_state
+        OR h.derived_version <> c.state_version
+        OR h.state_version <> c.state_version
+     ORDER BY c.id
+$$;
+COMMENT ON FUNCTION statemachine.reconcile() IS 'Every case whose stored state or version disagrees with its history (missing or gapped history included); zero rows is the healthy answer.';

@@ -1,0 +1,472 @@
+//! The write path: create_case, transition_case, add_evidence, deactivate_evidence.
+//!
+//! transition_case in one transaction (seed 003 §6): lock the case row (§7.1; with
+//! expected_version the comparison happens under that lock, §7.2), decide from the
+//! cached rules, append the history row (`ON CONFLICT (command_id) DO NOTHING` makes a
+//! concurrent replay wait for the first and then return its row, §15), move the case,
+//! link the evidence. Four statements on the happy path, each a plan kept per backend.
+
+use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
+use crate::spi::{Spi, Stmt, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID, UUID_ARRAY};
+use crate::{door, machines, sql_function};
+use pgrx::pg_sys;
+use statemachine_core::ids::{uuid_v7, SplitMix64};
+use statemachine_core::{CaseFacts, Interval, Refusal, Report, Request};
+use std::cell::RefCell;
+
+static LOCK_CASE: Stmt = Stmt {
+    sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, c.machine_version_id \
+          FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[UUID],
+};
+static INSERT_TRANSITION: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
+              transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
+              policy_version, occurred_at, command_id, correlation_id, causation_id, metadata) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+              COALESCE($18, '{}'::pg_catalog.jsonb)) \
+          ON CONFLICT (command_id) DO NOTHING RETURNING t",
+    args: &[UUID, UUID, TEXT, TEXT, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, UUID, UUID, JSONB],
+};
+static UPDATE_CASE: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_file SET current_state = $2, state_version = $3, state_entered_at = $4, updated_at = $5 \
+          WHERE id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID, TEXT, INT8, TIMESTAMPTZ, TIMESTAMPTZ],
+};
+static FIND_COMMAND: Stmt = Stmt {
+    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c \
+          FROM statemachine.case_state_transition t JOIN statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
+          WHERE t.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static EVIDENCE_ROWS: Stmt = Stmt {
+    sql: "SELECT u.id, e.case_id, e.is_active \
+          FROM pg_catalog.unnest($1::pg_catalog.uuid[]) WITH ORDINALITY AS u(id, n) \
+          LEFT JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
+    args: &[UUID_ARRAY],
+};
+static LINK_EVIDENCE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_transition_evidence (transition_id, evidence_id, purpose) \
+          SELECT DISTINCT $1::pg_catalog.uuid, u.id, $2::pg_catalog.text FROM pg_catalog.unnest($3::pg_catalog.uuid[]) AS u(id)",
+    args: &[UUID, TEXT, UUID_ARRAY],
+};
+/// Only run for rules with min_time_in_state: enough time passed? if not, how much is left.
+static TIME_LEFT: Stmt = Stmt {
+    sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
+                 pg_catalog.justify_interval(pg_catalog.date_trunc('second', \
+                     ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.-) $3) \
+                     OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval)::pg_catalog.text, \
+                 ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
+    args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
+};
+static INSERT_CASE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
+              current_state, state_version, state_entered_at, created_at, updated_at, metadata) \
+          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb)) \
+          ON CONFLICT DO NOTHING RETURNING c",
+    args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB],
+};
+static EXISTING_CASE: Stmt = Stmt {
+    sql: "SELECT c.id, c.machine, c.case_number FROM statemachine.case_file c \
+          WHERE c.id OPERATOR(pg_catalog.=) $1 OR (c.machine OPERATOR(pg_catalog.=) $2 AND c.case_number OPERATOR(pg_catalog.=) $3) LIMIT 1",
+    args: &[UUID, TEXT, TEXT],
+};
+static CASE_EXISTS: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static INSERT_EVIDENCE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_evidence (id, case_id, evidence_type, storage_uri, content_hash, submitted_by, submitted_at) \
+          SELECT $1, c.id, $3, $4, $5, $6, $7 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $2 RETURNING id",
+    args: &[UUID, UUID, TEXT, TEXT, TEXT, UUID, TIMESTAMPTZ],
+};
+static DEACTIVATE_EVIDENCE: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_evidence AS e SET is_active = false, deactivated_at = $4, deactivated_by = $2, deactivation_reason = $3 \
+          WHERE e.id OPERATOR(pg_catalog.=) $1 AND e.is_active RETURNING e",
+    args: &[UUID, UUID, TEXT, TIMESTAMPTZ],
+};
+static EVIDENCE_ROW: Stmt = Stmt {
+    sql: "SELECT e FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+
+thread_local! {
+    static RNG: RefCell<Option<SplitMix64>> = const { RefCell::new(None) };
+}
+
+/// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970.
+const PG_EPOCH_UNIX_MS: i64 = 946_684_800_000;
+
+/// A UUID v7 for a row written at `ts`.
+fn new_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
+    RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        let rng = r.get_or_insert_with(|| {
+            let mut seed = [0u8; 8];
+            // pg_strong_random may fail on exotic platforms; pid and time still vary.
+            let ok = unsafe { pg_sys::pg_strong_random(seed.as_mut_ptr().cast(), seed.len()) };
+            let mixed = u64::from_le_bytes(seed) ^ if ok { 0 } else { (unsafe { pg_sys::MyProcPid } as u64) << 32 ^ ts as u64 };
+            SplitMix64::new(mixed)
+        });
+        let ms = (ts / 1000 + PG_EPOCH_UNIX_MS).max(0) as u64;
+        uuid_v7(ms, rng.next_u64(), rng.next_u64())
+    })
+}
+
+fn nonblank(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| !s.trim().is_empty())
+}
+
+/// What an earlier use of a command id recorded.
+struct PriorCommand {
+    case_id: [u8; 16],
+    code: String,
+    machine: String,
+    case_number: String,
+    transition_row: pg_sys::Datum,
+    case_row: pg_sys::Datum,
+}
+
+fn find_command(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
+    let r = spi.run(&FIND_COMMAND, &[Some(command_id)], 1);
+    Some(PriorCommand {
+        case_id: r.uuid(0, 1)?,
+        code: r.text(0, 2)?,
+        transition_row: r.get(0, 3)?,
+        machine: r.text(0, 4)?,
+        case_number: r.text(0, 5)?,
+        case_row: r.get(0, 6)?,
+    })
+}
+
+fn describe_prior(p: &PriorCommand) -> String {
+    if p.code == "CREATE" {
+        format!("CREATE of case {} (machine {}, case number {})", uuid_string(&p.case_id), p.machine, p.case_number)
+    } else {
+        format!("transition {} on case {}", p.code, uuid_string(&p.case_id))
+    }
+}
+
+fn conflict(command_id: pg_sys::Datum, prior: &PriorCommand, requested: String) -> Report {
+    Refusal::CommandConflict {
+        command_id: uuid_string(&unsafe { uuid_from_datum(command_id) }),
+        existing: describe_prior(prior),
+        requested,
+    }
+    .report(&CaseFacts::default())
+}
+
+/// Before raising a refusal: a replay of an earlier command returns that command's row
+/// instead (the case may have moved on since), a reuse for something else is SM008.
+fn replay_or_refuse(
+    spi: &Spi,
+    command_id: pg_sys::Datum,
+    case_id: &[u8; 16],
+    code: &str,
+    refusal: Refusal,
+    facts: &CaseFacts,
+) -> SmResult<pg_sys::Datum> {
+    match find_command(spi, command_id) {
+        Some(p) if &p.case_id == case_id && p.code == code => Ok(spi.keep(p.transition_row)),
+        Some(p) => Err(conflict(command_id, &p, format!("transition {code} on case {}", uuid_string(case_id)))),
+        None => Err(refusal.report(facts)),
+    }
+}
+
+unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    let a = Args(fcinfo);
+    let case_d = a.required(0, "case_id")?;
+    let code = a.text(1, "transition_code")?;
+    let actor_d = a.required(2, "actor_id")?;
+    let role = a.text(3, "actor_role")?;
+    let command_d = a.required(4, "command_id")?;
+    let (reason_code, reason_text) = (a.opt_text(5), a.opt_text(6));
+    let expected_version = a.opt_i64(7);
+    let evidence_d = a.datum(8);
+    let case_id = unsafe { uuid_from_datum(case_d) };
+
+    let spi = Spi::connect();
+    let lock = spi.run(&LOCK_CASE, &[Some(case_d)], 1);
+    let (Some(current), Some(version), Some(entered_at), Some(updated_at), Some(version_id)) =
+        (lock.text(0, 1), lock.i64(0, 2), lock.i64(0, 3), lock.i64(0, 4), lock.uuid(0, 5))
+    else {
+        let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() };
+        let refusal = Refusal::UnknownCase { case_id: facts.case_id.clone() };
+        return replay_or_refuse(&spi, command_d, &case_id, &code, refusal, &facts);
+    };
+    let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
+    let refuse = |refusal: Refusal| replay_or_refuse(&spi, command_d, &case_id, &code, refusal, &facts);
+
+    if let Some(expected) = expected_version {
+        if expected != version {
+            return refuse(Refusal::StaleVersion { expected, actual: version });
+        }
+    }
+
+    // Evidence rows are read before deciding only to count them; they are judged after.
+    let evidence: Vec<(Option<[u8; 16]>, Option<[u8; 16]>, Option<bool>)> = match evidence_d {
+        None => Vec::new(),
+        Some(d) => {
+            let r = spi.run(&EVIDENCE_ROWS, &[Some(d)], 0);
+            (0..r.count).map(|i| (r.uuid(i, 1), r.uuid(i, 2), r.bool(i, 3))).collect()
+        }
+    };
+
+    // Transitions of one case are serialized by the row lock; occurred_at never goes
+    // backwards within a case even if the clock does.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
+    let machine = machines::get(&spi, &version_id);
+    let request = Request {
+        code: &code,
+        actor_role: Some(&role),
+        has_reason: nonblank(&reason_code) || nonblank(&reason_text),
+        evidence_count: evidence.len(),
+    };
+    let rule = match machine.decide(&current, &request, |min| time_left(&spi, entered_at, min, now)) {
+        Ok(rule) => rule,
+        Err(refusal) => return refuse(refusal),
+    };
+
+    let problems: Vec<(String, String)> = evidence
+        .iter()
+        .filter_map(|(id, owner, active)| {
+            let Some(id) = id else { return Some(("NULL".into(), "is not an evidence id".into())) };
+            let problem = match (owner, active) {
+                (None, _) => "does not exist".to_string(),
+                (Some(o), _) if o != &case_id => format!("belongs to case {}", uuid_string(o)),
+                (_, Some(false)) => "is not active".to_string(),
+                _ => return None,
+            };
+            Some((uuid_string(id), problem))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return refuse(Refusal::EvidenceInvalid { code: code.clone(), problems });
+    }
+
+    let transition_id = new_id(now);
+    let entered_now = if rule.to != current { now } else { entered_at };
+    let _door = door::open();
+    let inserted = spi.run(
+        &INSERT_TRANSITION,
+        &[
+            Some(uuid_datum(&transition_id)),
+            Some(case_d),
+            Some(text_datum(&machine.machine)),
+            Some(text_datum(&current)),
+            Some(text_datum(&rule.to)),
+            Some(text_datum(&rule.code)),
+            Some(text_datum(rule.kind.as_str())),
+            Some(pg_sys::Datum::from(version + 1)),
+            Some(actor_d),
+            Some(text_datum(&role)),
+            a.datum(5),
+            a.datum(6),
+            Some(pg_sys::Datum::from(machine.version)),
+            Some(pg_sys::Datum::from(now)),
+            Some(command_d),
+            a.datum(9),
+            a.datum(10),
+            a.datum(11),
+        ],
+        1,
+    );
+    let Some(row) = inserted.get(0, 1) else {
+        // The command id is taken, by a committed transaction we waited for.
+        return match find_command(&spi, command_d) {
+            Some(p) if p.case_id == case_id && p.code == code => Ok(spi.keep(p.transition_row)),
+            Some(p) => Err(conflict(command_d, &p, format!("transition {code} on case {}", facts.case_id))),
+            None => panic!("command_id conflict without a committed row"),
+        };
+    };
+    let row = spi.keep(row);
+    spi.run(
+        &UPDATE_CASE,
+        &[
+            Some(case_d),
+            Some(text_datum(&rule.to)),
+            Some(pg_sys::Datum::from(version + 1)),
+            Some(pg_sys::Datum::from(entered_now)),
+            Some(pg_sys::Datum::from(now)),
+        ],
+        0,
+    );
+    if let Some(ids) = evidence_d.filter(|_| !evidence.is_empty()) {
+        spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(&transition_id)), Some(text_datum(&rule.code)), Some(ids)], 0);
+    }
+    Ok(row)
+}
+
+/// `None` when the case has been in its state at least `min` by `now`, else what is left.
+pub(crate) fn time_left(spi: &Spi, entered_at: i64, min: &Interval, now: i64) -> Option<String> {
+    let r = spi.run(
+        &TIME_LEFT,
+        &[Some(pg_sys::Datum::from(entered_at)), Some(crate::fmgr::interval_datum(min)), Some(pg_sys::Datum::from(now))],
+        1,
+    );
+    if r.bool(0, 1).unwrap_or(false) {
+        return None;
+    }
+    Some(format!("{} (until {})", r.text(0, 2).unwrap_or_default(), r.text(0, 3).unwrap_or_default()))
+}
+
+unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    let a = Args(fcinfo);
+    let machine_name = a.text(0, "machine")?;
+    let case_number = a.text(1, "case_number")?;
+    let actor_d = a.required(2, "actor_id")?;
+    let role = a.text(3, "actor_role")?;
+    let command_d = a.required(4, "command_id")?;
+    let given_id = a.datum(5).map(|d| unsafe { uuid_from_datum(d) });
+
+    let spi = Spi::connect();
+    let latest = spi.run(&machines::LATEST_VERSION, &[Some(text_datum(&machine_name))], 1);
+    let Some(version_id) = latest.uuid(0, 1) else {
+        return Err(Refusal::UnknownMachine { machine: machine_name, version: None }.report(&CaseFacts::default()));
+    };
+    let machine = machines::get(&spi, &version_id);
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let case_id = given_id.unwrap_or_else(|| new_id(now));
+    let requested = format!("CREATE of case number {case_number} (machine {machine_name})");
+
+    let door = door::open();
+    let inserted = spi.run(
+        &INSERT_CASE,
+        &[
+            Some(uuid_datum(&case_id)),
+            Some(text_datum(&machine.machine)),
+            Some(pg_sys::Datum::from(machine.version)),
+            Some(uuid_datum(&version_id)),
+            Some(text_datum(&case_number)),
+            Some(text_datum(&machine.initial)),
+            Some(pg_sys::Datum::from(now)),
+            a.datum(6),
+        ],
+        1,
+    );
+    let Some(case_row) = inserted.get(0, 1) else {
+        drop(door);
+        // The case id or number exists: a replay of this very command, or a clash.
+        if let Some(p) = find_command(&spi, command_d) {
+            let same = p.code == "CREATE"
+                && p.machine == machine_name
+                && p.case_number == case_number
+                && given_id.is_none_or(|id| id == p.case_id);
+            return if same { Ok(spi.keep(p.case_row)) } else { Err(conflict(command_d, &p, requested)) };
+        }
+        let e = spi.run(&EXISTING_CASE, &[Some(uuid_datum(&case_id)), Some(text_datum(&machine_name)), Some(text_datum(&case_number))], 1);
+        let detail = match e.uuid(0, 1) {
+            Some(id) if id == case_id => format!("A case with id {} already exists.", uuid_string(&id)),
+            _ => format!("Machine {machine_name} already has a case numbered {case_number}."),
+        };
+        return Err(Report {
+            sqlstate: "23505",
+            message: "case already exists".into(),
+            detail: Some(detail),
+            hint: Some("To retry a create_case, pass the same command_id as the first call.".into()),
+        });
+    };
+    let case_row = spi.keep(case_row);
+    let created = spi.run(
+        &INSERT_TRANSITION,
+        &[
+            Some(uuid_datum(&new_id(now))),
+            Some(uuid_datum(&case_id)),
+            Some(text_datum(&machine.machine)),
+            None,
+            Some(text_datum(&machine.initial)),
+            Some(text_datum("CREATE")),
+            Some(text_datum("create")),
+            Some(pg_sys::Datum::from(0i64)),
+            Some(actor_d),
+            Some(text_datum(&role)),
+            None,
+            None,
+            Some(pg_sys::Datum::from(machine.version)),
+            Some(pg_sys::Datum::from(now)),
+            Some(command_d),
+            None,
+            None,
+            None,
+        ],
+        1,
+    );
+    if created.is_empty() {
+        drop(door);
+        let p = find_command(&spi, command_d).expect("command_id conflict without a committed row");
+        return Err(conflict(command_d, &p, requested));
+    }
+    Ok(case_row)
+}
+
+unsafe fn add_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    let a = Args(fcinfo);
+    let case_d = a.required(0, "case_id")?;
+    let evidence_type = a.text(1, "evidence_type")?;
+    let storage_uri = a.text(2, "storage_uri")?;
+    let content_hash = a.text(3, "content_hash")?;
+    let submitted_by = a.required(4, "submitted_by")?;
+    let spi = Spi::connect();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let id = new_id(now);
+    let _door = door::open();
+    let r = spi.run(
+        &INSERT_EVIDENCE,
+        &[
+            Some(uuid_datum(&id)),
+            Some(case_d),
+            Some(text_datum(&evidence_type)),
+            Some(text_datum(&storage_uri)),
+            Some(text_datum(&content_hash)),
+            Some(submitted_by),
+            Some(pg_sys::Datum::from(now)),
+        ],
+        1,
+    );
+    if r.is_empty() {
+        let case_id = uuid_string(&unsafe { uuid_from_datum(case_d) });
+        return Err(Refusal::UnknownEvidenceCase { case_id }.report(&CaseFacts::default()));
+    }
+    Ok(spi.keep_uuid(&id))
+}
+
+unsafe fn deactivate_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    let a = Args(fcinfo);
+    let evidence_d = a.required(0, "evidence_id")?;
+    let actor_d = a.required(1, "actor_id")?;
+    let reason = a.text(2, "reason")?;
+    let spi = Spi::connect();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let door = door::open();
+    let r = spi.run(&DEACTIVATE_EVIDENCE, &[Some(evidence_d), Some(actor_d), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))], 1);
+    if let Some(row) = r.get(0, 1) {
+        return Ok(spi.keep(row));
+    }
+    drop(door);
+    // Already inactive: nothing changes, the recorded deactivation stands.
+    let existing = spi.run(&EVIDENCE_ROW, &[Some(evidence_d)], 1);
+    match existing.get(0, 1) {
+        Some(row) => Ok(spi.keep(row)),
+        None => {
+            let evidence_id = uuid_string(&unsafe { uuid_from_datum(evidence_d) });
+            Err(Refusal::UnknownEvidence { evidence_id }.report(&CaseFacts::default()))
+        }
+    }
+}
+
+unsafe fn require_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    let a = Args(fcinfo);
+    let case_d = a.required(0, "case_id")?;
+    let spi = Spi::connect();
+    if spi.run(&CASE_EXISTS, &[Some(case_d)], 1).is_empty() {
+        let case_id = uuid_string(&unsafe { uuid_from_datum(case_d) });
+        return Err(Refusal::UnknownCase { case_id }.report(&CaseFacts::default()));
+    }
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+sql_function!(sm_transition_case, pg_finfo_sm_transition_case, transition_case);
+sql_function!(sm_create_case, pg_finfo_sm_create_case, create_case);
+sql_function!(sm_add_evidence, pg_finfo_sm_add_evidence, add_evidence);
+sql_function!(sm_deactivate_evidence, pg_finfo_sm_deactivate_evidence, deactivate_evidence);
+sql_function!(sm_require_case, pg_finfo_sm_require_case, require_case);

@@ -1,0 +1,57 @@
+//! The write door: a backend-local counter that only this crate's Rust code can change.
+//!
+//! The guard triggers let a write through only while the door is open, and only the
+//! write path opens it, around its own statements. Nothing reachable from SQL (no GUC,
+//! no function, no session variable) touches it. It is closed again by the RAII guard,
+//! also when a Postgres error unwinds through the write path, and, belt and braces, by
+//! a transaction-abort callback.
+
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static OPEN: AtomicU32 = AtomicU32::new(0);
+
+pub fn is_open() -> bool {
+    OPEN.load(Ordering::Relaxed) > 0
+}
+
+/// Holds the door open until dropped.
+#[must_use]
+pub struct Open(());
+
+pub fn open() -> Open {
+    OPEN.fetch_add(1, Ordering::Relaxed);
+    Open(())
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
+        OPEN.store(0, Ordering::Relaxed);
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _mysubid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        OPEN.store(0, Ordering::Relaxed);
+    }
+}
+
+pub fn register_callbacks() {
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}

@@ -1,0 +1,92 @@
+//! The guard trigger on every extension table.
+//!
+//! Fast path (the write path's own statements): the door is open, return the row. That
+//! is one atomic load per row. Otherwise the write is refused with SM007 — except a
+//! direct UPDATE of case_file that changes nothing but `metadata` (and `updated_at`),
+//! which touches neither state, version nor history.
+
+use crate::fmgr::{datum_text, SmResult};
+use crate::{door, sql_function};
+use pgrx::pg_sys;
+use statemachine_core::{CaseFacts, Refusal, Report};
+use std::ffi::CStr;
+
+/// Columns of case_file a direct UPDATE may change.
+const CASE_FILE_FREE_COLUMNS: &[&str] = &["metadata", "updated_at"];
+
+unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+            return Err(Report {
+                sqlstate: "39P01",
+                message: "statemachine.guard_direct_write() can only run as a trigger".into(),
+                detail: None,
+                hint: None,
+            });
+        }
+        let td = ctx as *mut pg_sys::TriggerData;
+        let event = (*td).tg_event;
+        let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
+        let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;
+        let row = if !row_level {
+            pg_sys::Datum::from(0usize)
+        } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
+            pg_sys::Datum::from((*td).tg_newtuple)
+        } else {
+            pg_sys::Datum::from((*td).tg_trigtuple)
+        };
+        if door::is_open() && op != pg_sys::TRIGGER_EVENT_TRUNCATE {
+            return Ok(row);
+        }
+
+        let rel = (*td).tg_relation;
+        let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+        if op == pg_sys::TRIGGER_EVENT_UPDATE && table == "case_file" && only_free_columns_changed(td) {
+            return Ok(row);
+        }
+        let (operation, what) = match op {
+            pg_sys::TRIGGER_EVENT_INSERT => ("INSERT", "Rows are added only by the extension's functions."),
+            pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", "Cases, history, evidence and published definitions are never deleted."),
+            pg_sys::TRIGGER_EVENT_UPDATE if table == "case_file" => {
+                ("UPDATE", "The update changes a case's state, version or identity; only metadata may be updated directly.")
+            }
+            pg_sys::TRIGGER_EVENT_UPDATE => ("UPDATE", "These rows are immutable once written."),
+            _ => ("TRUNCATE", "Cases, history, evidence and published definitions are never deleted."),
+        };
+        Err(Refusal::DirectWrite { table: format!("statemachine.{table}"), operation: operation.into(), what: what.into() }
+            .report(&CaseFacts::default()))
+    }
+}
+
+/// True when OLD and NEW differ only in [`CASE_FILE_FREE_COLUMNS`].
+unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
+    unsafe {
+        let desc = (*(*td).tg_relation).rd_att;
+        let (old, new) = ((*td).tg_trigtuple, (*td).tg_newtuple);
+        for i in 0..(*desc).natts as usize {
+            let att = (*desc).attrs.as_ptr().add(i);
+            if (*att).attisdropped {
+                continue;
+            }
+            let name = CStr::from_ptr((*att).attname.data.as_ptr()).to_string_lossy();
+            if CASE_FILE_FREE_COLUMNS.contains(&name.as_ref()) {
+                continue;
+            }
+            let attnum = (i + 1) as i32;
+            let mut old_null = false;
+            let mut new_null = false;
+            let o = pg_sys::heap_getattr(old, attnum, desc, &mut old_null);
+            let n = pg_sys::heap_getattr(new, attnum, desc, &mut new_null);
+            if old_null != new_null {
+                return false;
+            }
+            if !old_null && datum_text(o, (*att).atttypid) != datum_text(n, (*att).atttypid) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+sql_function!(sm_guard_direct_write, pg_finfo_sm_guard_direct_write, guard_direct_write);
