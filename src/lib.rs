@@ -35,8 +35,9 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
-#[path = "../pgrx-tests/mod.rs"]
-mod tests;
+mod tests {
+    include!("../pgrx-tests/mod.rs");
+}
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
