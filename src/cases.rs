@@ -50,12 +50,12 @@ static LINK_EVIDENCE: Stmt = Stmt {
           SELECT DISTINCT $1::pg_catalog.uuid, u.id, $2::pg_catalog.text FROM pg_catalog.unnest($3::pg_catalog.uuid[]) AS u(id)",
     args: &[UUID, TEXT, UUID_ARRAY],
 };
-/// Only run for rules with min_time_in_state: enough time passed? if not, how much is left.
+/// Only run for rules with min_time_in_state: enough time passed? If not, how much is
+/// left, counted on the calendar (age), and until when.
 static TIME_LEFT: Stmt = Stmt {
     sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
-                 pg_catalog.justify_interval(pg_catalog.date_trunc('second', \
-                     ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.-) $3) \
-                     OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval)::pg_catalog.text, \
+                 pg_catalog.age(pg_catalog.date_trunc('second', $1 OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval), \
+                                pg_catalog.date_trunc('second', $3))::pg_catalog.text, \
                  ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
     args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
 };
@@ -307,7 +307,7 @@ pub(crate) fn time_left(spi: &Spi, entered_at: i64, min: &Interval, now: i64) ->
     if r.bool(0, 1).unwrap_or(false) {
         return None;
     }
-    Some(format!("{} (until {})", r.text(0, 2).unwrap_or_default(), r.text(0, 3).unwrap_or_default()))
+    Some(format!("{} left (until {})", r.text(0, 2).unwrap_or_default(), r.text(0, 3).unwrap_or_default()))
 }
 
 unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {

@@ -142,7 +142,7 @@ impl CompiledMachine {
     /// The checks of the write path that need no database, in the order the write path
     /// applies them: code known, legal from here, role, reason, evidence given, time in
     /// state. `time_left` answers the last one (the caller owns the clock): `None` when
-    /// enough time has passed, else how much is left, spelled for a human.
+    /// enough time has passed, else how much is left, spelled for a human ("2 days left").
     pub fn decide<'m>(
         &'m self,
         current_state: &str,
@@ -214,7 +214,7 @@ impl CompiledMachine {
                     code: rule.code.clone(),
                     guard: "min_time_in_state".into(),
                     reason: format!(
-                        "{} requires at least {} in state {}; {} left",
+                        "{} requires at least {} in state {}; {}",
                         rule.code,
                         min.canonical(),
                         rule.from,

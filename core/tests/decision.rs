@@ -104,7 +104,7 @@ fn min_time_in_state_guard_says_what_is_left() {
     let err = p
         .decide("UNAVAILABLE", &req("DELETE_PRODUCT", "ADMIN"), |iv| {
             asked = Some(*iv);
-            Some("4 years 11 mons".into())
+            Some("4 years 11 mons left".into())
         })
         .unwrap_err();
     assert_eq!(asked, Some(Interval { months: 60, days: 0, micros: 0 }));
