@@ -54,8 +54,7 @@ static LINK_EVIDENCE: Stmt = Stmt {
 /// left, counted on the calendar (age), and until when.
 static TIME_LEFT: Stmt = Stmt {
     sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
-                 pg_catalog.age(pg_catalog.date_trunc('second', $1 OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.+) '1 second'::pg_catalog.interval), \
-                                pg_catalog.date_trunc('second', $3))::pg_catalog.text, \
+                 pg_catalog.date_trunc('second', pg_catalog.age($1 OPERATOR(pg_catalog.+) $2, $3))::pg_catalog.text, \
                  ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
     args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
 };

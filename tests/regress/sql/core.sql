@@ -99,6 +99,9 @@ SELECT to_state, transition_kind FROM statemachine.transition_case('10000000-000
        'a0000000-0000-0000-0000-000000000003', 'SUPERVISOR', 'c0000000-0000-0000-0000-000000000006', reason_code => 'NEW_FACTS');
 
 -- SM002: time in state (seed 004: deleted only after 5 years unavailable).
+-- The "time left" text follows the session's DateStyle/IntervalStyle; pin them here.
+SET DateStyle = ISO, MDY;
+SET IntervalStyle = postgres;
 SELECT statemachine.define_machine(:'product');
 SELECT current_state FROM statemachine.create_case('product_status', 'SKU-1', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
        'c0000000-0000-0000-0000-000000000010', case_id => '10000000-0000-0000-0000-000000000002');
