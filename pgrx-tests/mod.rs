@@ -102,7 +102,7 @@ fn define_is_idempotent_and_versions_changes() {
 fn cases_stay_pinned_to_their_version() {
     new_case();
     // v2 drops SUBMIT_CASE's role restriction; the v1 case still enforces it.
-    define(&INVESTIGATION.replace(r#""roles": ["CASE_OWNER"]},"#, "},"));
+    define(&INVESTIGATION.replace(r#", "roles": ["CASE_OWNER"]},"#, "},"));
     let v = Spi::get_one::<i32>(&format!("SELECT machine_version FROM statemachine.case_file WHERE id = '{CASE}'")).unwrap();
     assert_eq!(v, Some(1));
     let allowed = Spi::get_one::<bool>(&format!(
