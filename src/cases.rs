@@ -271,12 +271,14 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         1,
     );
     let Some(row) = inserted.get(0, 1) else {
-        // The command id is taken, by a committed transaction we waited for.
-        return match find_command(&spi, command_d) {
-            Some(p) if p.case_id == case_id && p.code == code => Ok(spi.keep(p.transition_row)),
-            Some(p) => Err(conflict(command_d, &p, format!("transition {code} on case {}", facts.case_id))),
-            None => panic!("command_id conflict without a committed row"),
-        };
+        // The command id is taken, by a committed transaction we waited for: a replay or
+        // SM008. (Not finding that row would mean it is invisible to us: retry.)
+        return refuse(Refusal::Standard {
+            sqlstate: "40001",
+            message: "command_id was taken by a concurrent transaction".into(),
+            detail: None,
+            hint: Some("Retry with the same command_id.".into()),
+        });
     };
     let row = spi.keep(row);
     spi.run(
