@@ -273,12 +273,7 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
     let Some(row) = inserted.get(0, 1) else {
         // The command id is taken, by a committed transaction we waited for: a replay or
         // SM008. (Not finding that row would mean it is invisible to us: retry.)
-        return refuse(Refusal::Standard {
-            sqlstate: "40001",
-            message: "command_id was taken by a concurrent transaction".into(),
-            detail: None,
-            hint: Some("Retry with the same command_id.".into()),
-        });
+        return refuse(Refusal::CommandInFlight);
     };
     let row = spi.keep(row);
     spi.run(
@@ -360,12 +355,7 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
             Some(id) if id == case_id => format!("A case with id {} already exists.", uuid_string(&id)),
             _ => format!("Machine {machine_name} already has a case numbered {case_number}."),
         };
-        return Err(Report {
-            sqlstate: "23505",
-            message: "case already exists".into(),
-            detail: Some(detail),
-            hint: Some("To retry a create_case, pass the same command_id as the first call.".into()),
-        });
+        return Err(Refusal::CaseExists { detail }.report(&CaseFacts::default()));
     };
     let case_row = spi.keep(case_row);
     let created = spi.run(
@@ -394,8 +384,10 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
     );
     if created.is_empty() {
         drop(door);
-        let p = find_command(&spi, command_d).expect("command_id conflict without a committed row");
-        return Err(conflict(command_d, &p, requested));
+        return Err(match find_command(&spi, command_d) {
+            Some(p) => conflict(command_d, &p, requested),
+            None => Refusal::CommandInFlight.report(&CaseFacts::default()),
+        });
     }
     Ok(case_row)
 }

@@ -7,7 +7,7 @@
 //! once every Rust value of the call is gone.
 
 use pgrx::pg_sys;
-use statemachine_core::Report;
+use statemachine_core::{CaseFacts, Refusal, Report};
 
 pub type SmResult<T> = Result<T, Report>;
 
@@ -55,17 +55,8 @@ pub unsafe fn run_guarded(
     }
 }
 
-pub fn null_argument(name: &str) -> Report {
-    Report {
-        sqlstate: "22004",
-        message: format!("{name} must not be NULL"),
-        detail: None,
-        hint: None,
-    }
-}
-
-pub fn invalid_argument(message: String, hint: Option<String>) -> Report {
-    Report { sqlstate: "22023", message, detail: None, hint }
+fn refuse(r: Refusal) -> Report {
+    r.report(&CaseFacts::default())
 }
 
 /// Typed access to a call's arguments.
@@ -85,13 +76,13 @@ impl Args {
     }
 
     pub fn required(&self, i: usize, name: &str) -> SmResult<pg_sys::Datum> {
-        self.datum(i).ok_or_else(|| null_argument(name))
+        self.datum(i).ok_or_else(|| refuse(Refusal::NullArgument { name: name.into() }))
     }
 
     pub fn text(&self, i: usize, name: &str) -> SmResult<String> {
         let s = unsafe { text_from_datum(self.required(i, name)?) };
         if s.trim().is_empty() {
-            return Err(invalid_argument(format!("{name} must not be empty"), None));
+            return Err(refuse(Refusal::EmptyArgument { name: name.into() }));
         }
         Ok(s)
     }

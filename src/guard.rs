@@ -8,7 +8,7 @@
 use crate::fmgr::{datum_text, SmResult};
 use crate::{door, sql_function};
 use pgrx::pg_sys;
-use statemachine_core::{CaseFacts, Refusal, Report};
+use statemachine_core::{CaseFacts, Refusal};
 use std::ffi::CStr;
 
 /// Columns of case_file a direct UPDATE may change.
@@ -18,12 +18,7 @@ unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
     unsafe {
         let ctx = (*fcinfo).context;
         if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-            return Err(Report {
-                sqlstate: "39P01",
-                message: "statemachine.guard_direct_write() can only run as a trigger".into(),
-                detail: None,
-                hint: None,
-            });
+            return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
         }
         let td = ctx as *mut pg_sys::TriggerData;
         let event = (*td).tg_event;

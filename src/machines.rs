@@ -5,7 +5,7 @@
 //! whose transaction rolled back, or one from a dropped and re-created extension, has
 //! an id no live case can ever carry, so it can never be served for one.
 
-use crate::spi::{Spi, Stmt, INT4, TEXT, UUID};
+use crate::spi::{Spi, Stmt, TEXT, UUID};
 use statemachine_core::rules::{Rule, StateRow};
 use statemachine_core::{CompiledMachine, Kind};
 use std::cell::RefCell;
@@ -42,11 +42,6 @@ pub static LATEST_VERSION: Stmt = Stmt {
           WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.status OPERATOR(pg_catalog.=) 'active' \
           ORDER BY v.version DESC LIMIT 1",
     args: &[TEXT],
-};
-pub static VERSION_BY_NUMBER: Stmt = Stmt {
-    sql: "SELECT v.id, v.version FROM statemachine.machine_version v \
-          WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
-    args: &[TEXT, INT4],
 };
 
 /// The compiled machine for version `id`, loaded from the definition tables on first use.

@@ -38,10 +38,16 @@ pub enum Refusal {
     CommandConflict { command_id: String, existing: String, requested: String },
     DirectWrite { table: String, operation: String, what: String },
     InvalidDefinition { problems: Vec<Problem> },
-    /// A standard PostgreSQL condition worth its own wording (e.g. a duplicate case number).
-    Standard { sqlstate: &'static str, message: String, detail: Option<String>, hint: Option<String> },
-    /// Bad arguments (NULL where a value is required, empty strings...): 22004/22023.
-    InvalidArgument { sqlstate: &'static str, message: String, hint: Option<String> },
+    /// A required argument is NULL (22004).
+    NullArgument { name: String },
+    /// A required text argument is empty or blank (22023).
+    EmptyArgument { name: String },
+    /// create_case for a case id or case number that exists, under another command (23505).
+    CaseExists { detail: String },
+    /// A concurrent transaction took the command id but its row is not visible (40001).
+    CommandInFlight,
+    /// The guard trigger function was called directly (39P01).
+    NotATrigger,
 }
 
 /// What is raised: SQLSTATE, one-line message, DETAIL and HINT.
@@ -100,7 +106,11 @@ impl Refusal {
             | Refusal::UnknownEvidence { .. }
             | Refusal::UnknownTransition { .. } => NOT_FOUND,
             Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
-            Refusal::Standard { sqlstate, .. } | Refusal::InvalidArgument { sqlstate, .. } => sqlstate,
+            Refusal::NullArgument { .. } => "22004",
+            Refusal::EmptyArgument { .. } => "22023",
+            Refusal::CaseExists { .. } => "23505",
+            Refusal::CommandInFlight => "40001",
+            Refusal::NotATrigger => "39P01",
         }
     }
 
@@ -223,8 +233,19 @@ impl Refusal {
                     Some("statemachine.validate_machine(definition) lists every problem as a row.".into()),
                 )
             }
-            Refusal::Standard { message, detail, hint, .. } => (message.clone(), detail.clone(), hint.clone()),
-            Refusal::InvalidArgument { message, hint, .. } => (message.clone(), None, hint.clone()),
+            Refusal::NullArgument { name } => (format!("{name} must not be NULL"), None, None),
+            Refusal::EmptyArgument { name } => (format!("{name} must not be empty"), None, None),
+            Refusal::CaseExists { detail } => (
+                "case already exists".into(),
+                Some(detail.clone()),
+                Some("To retry a create_case, pass the same command_id as the first call.".into()),
+            ),
+            Refusal::CommandInFlight => (
+                "command_id was taken by a concurrent transaction".into(),
+                None,
+                Some("Retry with the same command_id.".into()),
+            ),
+            Refusal::NotATrigger => ("statemachine.guard_direct_write() can only run as a trigger".into(), None, None),
         };
         Report { sqlstate: self.sqlstate(), message, detail, hint }
     }
