@@ -65,11 +65,8 @@ unsafe fn available_transitions(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg
         };
         let machine = machines::get(&spi, &version_id);
         let now = unsafe { pg_sys::GetCurrentTimestamp() };
-        let legal: Vec<String> = machine.legal_from(&current).into_iter().map(|(code, _, _)| code).collect();
         machine
-            .rules_from(&current)
-            .iter()
-            .filter(|r| legal.contains(&r.code))
+            .legal_rules(&current)
             .map(|rule| {
                 // Reason and evidence are what the caller will supply, not blockers.
                 let req = Request { code: &rule.code, actor_role: role.as_deref(), has_reason: true, evidence_count: 1 };

@@ -139,6 +139,14 @@ impl CompiledMachine {
         self.rules_from(state).iter().find(|r| r.code == code)
     }
 
+    /// Rules that may actually fire from `state`, by code. Validation already forbids
+    /// normal/reversal exits from terminal states; filtering here keeps the runtime
+    /// honest even if rows were ever hand-crafted.
+    pub fn legal_rules<'m>(&'m self, state: &str) -> impl Iterator<Item = &'m Rule> + 'm {
+        let terminal = self.is_terminal(state);
+        self.rules_from(state).iter().filter(move |r| !terminal || r.kind.may_leave_terminal())
+    }
+
     /// The checks of the write path that need no database, in the order the write path
     /// applies them: code known, legal from here, role, reason, evidence given, time in
     /// state. `time_left` answers the last one (the caller owns the clock): `None` when
@@ -157,12 +165,8 @@ impl CompiledMachine {
     /// Rule lookup alone: SM009 for a code the version does not know, SM001 when the
     /// code exists but not from `current_state` (terminal states included).
     pub fn find_rule<'m>(&'m self, current_state: &str, code: &str) -> Result<&'m Rule, Refusal> {
-        if let Some(rule) = self.rule(current_state, code) {
-            // Validation already forbids normal/reversal exits from terminal states;
-            // this keeps the runtime honest even if rows were ever hand-crafted.
-            if !(self.is_terminal(current_state) && !rule.kind.may_leave_terminal()) {
-                return Ok(rule);
-            }
+        if let Some(rule) = self.legal_rules(current_state).find(|r| r.code == code) {
+            return Ok(rule);
         }
         let legal = self.legal_from(current_state);
         match self.codes.get(code) {
@@ -228,10 +232,6 @@ impl CompiledMachine {
 
     /// `(code, to, kind)` of every transition legal from `state`, by code.
     pub fn legal_from(&self, state: &str) -> Vec<(String, String, Kind)> {
-        self.rules_from(state)
-            .iter()
-            .filter(|r| !(self.is_terminal(state) && !r.kind.may_leave_terminal()))
-            .map(|r| (r.code.clone(), r.to.clone(), r.kind))
-            .collect()
+        self.legal_rules(state).map(|r| (r.code.clone(), r.to.clone(), r.kind)).collect()
     }
 }
