@@ -245,6 +245,10 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
 
     let transition_id = new_id(now);
     let entered_now = if rule.to != current { now } else { entered_at };
+    // The caller's own datums serve as parameters: rule.code is transition_code, the
+    // role is actor_role, and the from-state is the locked row's current_state.
+    let (code_d, role_d, from_d) = (a.datum(1), a.datum(3), lock.get(0, 1));
+    let to_d = Some(text_datum(&rule.to));
     let _door = door::open();
     let inserted = spi.run(
         &INSERT_TRANSITION,
@@ -252,13 +256,13 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
             Some(uuid_datum(&transition_id)),
             Some(case_d),
             Some(text_datum(&machine.machine)),
-            Some(text_datum(&current)),
-            Some(text_datum(&rule.to)),
-            Some(text_datum(&rule.code)),
+            from_d,
+            to_d,
+            code_d,
             Some(text_datum(rule.kind.as_str())),
             Some(pg_sys::Datum::from(version + 1)),
             Some(actor_d),
-            Some(text_datum(&role)),
+            role_d,
             a.datum(5),
             a.datum(6),
             Some(pg_sys::Datum::from(machine.version)),
@@ -280,7 +284,7 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         &UPDATE_CASE,
         &[
             Some(case_d),
-            Some(text_datum(&rule.to)),
+            to_d,
             Some(pg_sys::Datum::from(version + 1)),
             Some(pg_sys::Datum::from(entered_now)),
             Some(pg_sys::Datum::from(now)),
@@ -288,7 +292,7 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         0,
     );
     if let Some(ids) = evidence_d.filter(|_| !evidence.is_empty()) {
-        spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(&transition_id)), Some(text_datum(&rule.code)), Some(ids)], 0);
+        spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(&transition_id)), code_d, Some(ids)], 0);
     }
     Ok(row)
 }
