@@ -88,6 +88,104 @@ pub struct StateDef {
     pub attributes: Map<String, Value>,
 }
 
+/// Where `actor_role` comes from (machine key `role_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RoleSource {
+    /// The caller names the role; the rule's `roles` decide (the default).
+    #[default]
+    Asserted,
+    /// `actor_role` must also be a PostgreSQL role the session user is a member of.
+    Database,
+}
+
+impl RoleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleSource::Asserted => "asserted",
+            RoleSource::Database => "database",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RoleSource> {
+        [RoleSource::Asserted, RoleSource::Database].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What evidence a transition needs (`requires_evidence`: `true` or a list of types).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum EvidenceRequirement {
+    #[default]
+    None,
+    /// At least one usable evidence item.
+    Any,
+    /// At least one usable item of each listed type.
+    Types(Vec<String>),
+}
+
+impl EvidenceRequirement {
+    pub fn is_required(&self) -> bool {
+        !matches!(self, EvidenceRequirement::None)
+    }
+    pub fn types(&self) -> &[String] {
+        match self {
+            EvidenceRequirement::Types(t) => t,
+            _ => &[],
+        }
+    }
+}
+
+/// One allowed structured reason of a transition (seed 003 §25).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReasonDef {
+    pub code: String,
+    pub label: String,
+}
+
+/// Guard kinds (seed 003 §8-9). `min_time_in_state` is also what the transition-level
+/// key of that name compiles to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuardSpec {
+    MinTimeInState(Interval),
+    /// The actor must differ from the actor of the latest transition with this code.
+    DistinctActor { transition: String },
+    /// The actor must hold an active assignment with this role on the case.
+    RequiresAssignment { role: String },
+    /// A function registered with `statemachine.register_guard(name, ...)`.
+    Sql { name: String, params: Map<String, Value> },
+}
+
+impl GuardSpec {
+    pub const KINDS: [&'static str; 4] = ["distinct_actor", "requires_assignment", "min_time_in_state", "sql"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuardSpec::MinTimeInState(_) => "min_time_in_state",
+            GuardSpec::DistinctActor { .. } => "distinct_actor",
+            GuardSpec::RequiresAssignment { .. } => "requires_assignment",
+            GuardSpec::Sql { .. } => "sql",
+        }
+    }
+
+    /// The code a guard has unless its definition names one: its kind, or for `sql`
+    /// guards the registered name.
+    pub fn default_code(&self) -> &str {
+        match self {
+            GuardSpec::Sql { name, .. } => name,
+            other => other.kind(),
+        }
+    }
+}
+
+/// A guard of a transition; `code` names it in SM002 DETAILs, in `check_transition`
+/// and in `case_transition_guard_result`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuardDef {
+    pub code: String,
+    pub spec: GuardSpec,
+}
+
+/// Check names `check_transition` uses for the rule's own checks; guard codes may not take them.
+pub const RESERVED_CHECK_NAMES: [&str; 4] = ["rule", "role", "reason", "evidence"];
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransitionDef {
     pub code: String,
@@ -95,15 +193,33 @@ pub struct TransitionDef {
     pub to: String,
     pub roles: Vec<String>,
     pub requires_reason: bool,
-    pub requires_evidence: bool,
+    pub evidence: EvidenceRequirement,
+    /// The transition-level `min_time_in_state` key (evaluated as the first guard).
     pub min_time_in_state: Option<Interval>,
+    /// The `guards` array, in order.
+    pub guards: Vec<GuardDef>,
+    pub audit_guards: bool,
+    pub reasons: Vec<ReasonDef>,
     pub kind: Kind,
+}
+
+impl TransitionDef {
+    /// Every guard in evaluation order: the `min_time_in_state` key first, then `guards`.
+    pub fn all_guards(&self) -> Vec<GuardDef> {
+        let mut out = Vec::with_capacity(self.guards.len() + 1);
+        if let Some(min) = self.min_time_in_state {
+            out.push(GuardDef { code: "min_time_in_state".into(), spec: GuardSpec::MinTimeInState(min) });
+        }
+        out.extend(self.guards.iter().cloned());
+        out
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MachineDef {
     pub machine: String,
     pub description: Option<String>,
+    pub role_source: RoleSource,
     pub states: Vec<StateDef>,
     pub transitions: Vec<TransitionDef>,
 }
@@ -111,6 +227,20 @@ pub struct MachineDef {
 impl MachineDef {
     pub fn initial_state(&self) -> Option<&StateDef> {
         self.states.iter().find(|s| s.initial)
+    }
+
+    /// `(JSON path, registered name)` of every `sql` guard, for the extension to check
+    /// against `statemachine.guard_function` (the pure core cannot see the catalog).
+    pub fn sql_guard_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, t) in self.transitions.iter().enumerate() {
+            for (j, g) in t.guards.iter().enumerate() {
+                if let GuardSpec::Sql { name, .. } = &g.spec {
+                    out.push((format!("$.transitions[{i}].guards[{j}].name"), name.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Sort order stored for state `index`: the given one, else its position (1-based, x10).
@@ -128,6 +258,9 @@ impl MachineDef {
         top.insert("machine".into(), Value::String(self.machine.clone()));
         if let Some(d) = &self.description {
             top.insert("description".into(), Value::String(d.clone()));
+        }
+        if self.role_source != RoleSource::Asserted {
+            top.insert("role_source".into(), self.role_source.as_str().into());
         }
         let states = self
             .states
@@ -175,11 +308,36 @@ impl MachineDef {
                 if t.requires_reason {
                     m.insert("requires_reason".into(), true.into());
                 }
-                if t.requires_evidence {
-                    m.insert("requires_evidence".into(), true.into());
+                match &t.evidence {
+                    EvidenceRequirement::None => {}
+                    EvidenceRequirement::Any => {
+                        m.insert("requires_evidence".into(), true.into());
+                    }
+                    EvidenceRequirement::Types(types) => {
+                        m.insert("requires_evidence".into(), types.iter().cloned().map(Value::String).collect());
+                    }
                 }
                 if let Some(iv) = &t.min_time_in_state {
                     m.insert("min_time_in_state".into(), iv.canonical().into());
+                }
+                if !t.reasons.is_empty() {
+                    let reasons = t
+                        .reasons
+                        .iter()
+                        .map(|r| {
+                            let mut o = Map::new();
+                            o.insert("code".into(), r.code.clone().into());
+                            o.insert("label".into(), r.label.clone().into());
+                            Value::Object(o)
+                        })
+                        .collect();
+                    m.insert("reasons".into(), Value::Array(reasons));
+                }
+                if !t.guards.is_empty() {
+                    m.insert("guards".into(), t.guards.iter().map(guard_json).collect());
+                }
+                if t.audit_guards {
+                    m.insert("audit_guards".into(), true.into());
                 }
                 if t.kind != Kind::Normal {
                     m.insert("kind".into(), t.kind.as_str().into());
@@ -190,6 +348,33 @@ impl MachineDef {
         top.insert("transitions".into(), Value::Array(transitions));
         Value::Object(top)
     }
+}
+
+/// Canonical JSON of one guard: `code` only when it differs from the default.
+fn guard_json(g: &GuardDef) -> Value {
+    let mut o = Map::new();
+    o.insert("guard".into(), g.spec.kind().into());
+    if g.code != g.spec.default_code() {
+        o.insert("code".into(), g.code.clone().into());
+    }
+    match &g.spec {
+        GuardSpec::MinTimeInState(iv) => {
+            o.insert("interval".into(), iv.canonical().into());
+        }
+        GuardSpec::DistinctActor { transition } => {
+            o.insert("transition".into(), transition.clone().into());
+        }
+        GuardSpec::RequiresAssignment { role } => {
+            o.insert("role".into(), role.clone().into());
+        }
+        GuardSpec::Sql { name, params } => {
+            o.insert("name".into(), name.clone().into());
+            if !params.is_empty() {
+                o.insert("params".into(), Value::Object(params.clone()));
+            }
+        }
+    }
+    Value::Object(o)
 }
 
 /// Result of validating a definition: the model when it has no errors, and every problem.
@@ -312,10 +497,21 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-const TOP_KEYS: &[&str] = &["machine", "description", "states", "transitions"];
+const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "states", "transitions"];
 const STATE_KEYS: &[&str] = &["code", "label", "phase", "initial", "terminal", "sort_order", "attributes"];
-const TRANSITION_KEYS: &[&str] =
-    &["code", "from", "to", "roles", "requires_reason", "requires_evidence", "min_time_in_state", "kind"];
+const TRANSITION_KEYS: &[&str] = &[
+    "code",
+    "from",
+    "to",
+    "roles",
+    "requires_reason",
+    "requires_evidence",
+    "min_time_in_state",
+    "reasons",
+    "guards",
+    "audit_guards",
+    "kind",
+];
 
 /// Validates a parsed definition: structure and types, references, then the graph.
 pub fn validate(root: &Value) -> Validation {
@@ -327,6 +523,17 @@ pub fn validate(root: &Value) -> Validation {
     c.unknown_keys("$", top, TOP_KEYS);
     let machine = c.code("$.machine", top.get("machine"), "machine name");
     let description = c.opt_string("$.description", top.get("description"));
+    let role_source = match top.get("role_source") {
+        None => RoleSource::Asserted,
+        Some(Value::String(s)) => RoleSource::parse(s).unwrap_or_else(|| {
+            c.error("$.role_source", format!("unknown role_source {s:?} (one of asserted, database)"));
+            RoleSource::Asserted
+        }),
+        Some(other) => {
+            c.error("$.role_source", format!("role_source must be a string, not {}", type_name(other)));
+            RoleSource::Asserted
+        }
+    };
 
     // States.
     let mut states: Vec<Option<StateDef>> = Vec::new();
@@ -405,10 +612,13 @@ pub fn validate(root: &Value) -> Validation {
     if all_parsed && !states.is_empty() && initials.len() == 1 && state_index.len() == states.len() {
         check_graph(&mut c, &states, &transitions);
     }
+    if all_parsed {
+        check_guard_references(&mut c, &transitions);
+    }
 
     let definition = match machine {
         Some(machine) if !c.problems.iter().any(|p| p.severity == Severity::Error) => {
-            Some(MachineDef { machine, description, states, transitions })
+            Some(MachineDef { machine, description, role_source, states, transitions })
         }
         _ => None,
     };
@@ -548,7 +758,9 @@ fn parse_transition(
         }
     };
     let requires_reason = c.opt_bool(&format!("{path}.requires_reason"), obj.get("requires_reason"));
-    let requires_evidence = c.opt_bool(&format!("{path}.requires_evidence"), obj.get("requires_evidence"));
+    let evidence = parse_evidence_requirement(c, &format!("{path}.requires_evidence"), obj.get("requires_evidence"));
+    let reasons = parse_reasons(c, &format!("{path}.reasons"), obj.get("reasons"));
+    let audit_guards = c.opt_bool(&format!("{path}.audit_guards"), obj.get("audit_guards"));
     let min_time_in_state = match obj.get("min_time_in_state") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => match Interval::parse(s) {
@@ -584,6 +796,7 @@ fn parse_transition(
             Kind::Normal
         }
     };
+    let guards = parse_guards(c, &format!("{path}.guards"), obj.get("guards"), min_time_in_state.is_some());
     if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
@@ -593,10 +806,237 @@ fn parse_transition(
         to: to?,
         roles,
         requires_reason,
-        requires_evidence,
+        evidence,
         min_time_in_state,
+        guards,
+        audit_guards,
+        reasons,
         kind,
     })
+}
+
+fn parse_evidence_requirement(c: &mut Collector, path: &str, v: Option<&Value>) -> EvidenceRequirement {
+    match v {
+        None | Some(Value::Bool(false)) => EvidenceRequirement::None,
+        Some(Value::Bool(true)) => EvidenceRequirement::Any,
+        Some(Value::Array(items)) if items.is_empty() => {
+            c.error(path, "requires_evidence must not be an empty array (use true, or list evidence types)");
+            EvidenceRequirement::None
+        }
+        Some(Value::Array(items)) => {
+            let mut types: Vec<String> = Vec::new();
+            for (j, v) in items.iter().enumerate() {
+                let p = format!("{path}[{j}]");
+                match v {
+                    Value::String(s) if s.trim().is_empty() => c.error(p, "evidence type must not be empty"),
+                    Value::String(s) if types.contains(s) => c.error(p, format!("evidence type {s:?} listed twice")),
+                    Value::String(s) => types.push(s.clone()),
+                    other => c.error(p, format!("evidence type must be a string, not {}", type_name(other))),
+                }
+            }
+            EvidenceRequirement::Types(types)
+        }
+        Some(other) => {
+            c.error(path, format!("requires_evidence must be true, false or an array of evidence types, not {}", type_name(other)));
+            EvidenceRequirement::None
+        }
+    }
+}
+
+fn parse_reasons(c: &mut Collector, path: &str, v: Option<&Value>) -> Vec<ReasonDef> {
+    let items = match v {
+        None => return Vec::new(),
+        Some(Value::Array(items)) if items.is_empty() => {
+            c.error(path, "reasons must not be empty (omit the key to allow any reason)");
+            return Vec::new();
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            c.error(path, format!("reasons must be an array of {{\"code\", \"label\"}} objects, not {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<ReasonDef> = Vec::new();
+    for (j, item) in items.iter().enumerate() {
+        let p = format!("{path}[{j}]");
+        let Some(obj) = item.as_object() else {
+            c.error(p, format!("a reason must be an object, not {}", type_name(item)));
+            continue;
+        };
+        c.unknown_keys(&p, obj, &["code", "label"]);
+        let code = c.code(&format!("{p}.code"), obj.get("code"), "reason code");
+        let label = match obj.get("label") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::String(_)) => {
+                c.error(format!("{p}.label"), "label must not be empty");
+                None
+            }
+            None => {
+                c.error(format!("{p}.label"), "label is required");
+                None
+            }
+            Some(other) => {
+                c.error(format!("{p}.label"), format!("label must be a string, not {}", type_name(other)));
+                None
+            }
+        };
+        if let (Some(code), Some(label)) = (code, label) {
+            if out.iter().any(|r| r.code == code) {
+                c.error(format!("{p}.code"), format!("reason code {code:?} listed twice"));
+            } else {
+                out.push(ReasonDef { code, label });
+            }
+        }
+    }
+    out
+}
+
+fn parse_guards(c: &mut Collector, path: &str, v: Option<&Value>, has_min_time_key: bool) -> Vec<GuardDef> {
+    let items = match v {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            c.error(path, format!("guards must be an array of guard objects, not {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<GuardDef> = Vec::new();
+    // The transition-level min_time_in_state key is a guard with that code.
+    let mut codes: Vec<(String, String)> = Vec::new();
+    if has_min_time_key {
+        codes.push(("min_time_in_state".into(), "the transition's min_time_in_state key".into()));
+    }
+    for (j, item) in items.iter().enumerate() {
+        let p = format!("{path}[{j}]");
+        let Some(obj) = item.as_object() else {
+            c.error(p, format!("a guard must be an object, not {}", type_name(item)));
+            continue;
+        };
+        let before = c.problems.len();
+        let spec = match obj.get("guard") {
+            None => {
+                c.error(format!("{p}.guard"), format!("guard is required (one of {})", GuardSpec::KINDS.join(", ")));
+                None
+            }
+            Some(Value::String(kind)) => parse_guard_spec(c, &p, kind, obj),
+            Some(other) => {
+                c.error(format!("{p}.guard"), format!("guard must be a string, not {}", type_name(other)));
+                None
+            }
+        };
+        let code = match obj.get("code") {
+            None => spec.as_ref().map(|s| s.default_code().to_owned()),
+            v => c.code(&format!("{p}.code"), v, "guard code"),
+        };
+        if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
+            continue;
+        }
+        let (Some(spec), Some(code)) = (spec, code) else { continue };
+        if RESERVED_CHECK_NAMES.contains(&code.as_str()) {
+            c.error(
+                format!("{p}.code"),
+                format!("guard code {code:?} is reserved for the rule's own checks ({}); name the guard with \"code\"", RESERVED_CHECK_NAMES.join(", ")),
+            );
+            continue;
+        }
+        if let Some((_, first)) = codes.iter().find(|(k, _)| *k == code) {
+            c.error(
+                format!("{p}.code"),
+                format!("guard code {code:?} is already used by {first}; give one of them a distinct \"code\""),
+            );
+            continue;
+        }
+        codes.push((code.clone(), p.clone()));
+        out.push(GuardDef { code, spec });
+    }
+    out
+}
+
+fn parse_guard_spec(c: &mut Collector, p: &str, kind: &str, obj: &Map<String, Value>) -> Option<GuardSpec> {
+    match kind {
+        "distinct_actor" => {
+            c.unknown_keys(p, obj, &["guard", "code", "transition"]);
+            let t = c.code(&format!("{p}.transition"), obj.get("transition"), "transition code");
+            t.map(|transition| GuardSpec::DistinctActor { transition })
+        }
+        "requires_assignment" => {
+            c.unknown_keys(p, obj, &["guard", "code", "role"]);
+            match obj.get("role") {
+                Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_CODE_LEN => {
+                    Some(GuardSpec::RequiresAssignment { role: s.clone() })
+                }
+                Some(Value::String(_)) => {
+                    c.error(format!("{p}.role"), "role must be a non-empty string of at most 63 bytes");
+                    None
+                }
+                None => {
+                    c.error(format!("{p}.role"), "role is required: the assignment role the actor must hold");
+                    None
+                }
+                Some(other) => {
+                    c.error(format!("{p}.role"), format!("role must be a string, not {}", type_name(other)));
+                    None
+                }
+            }
+        }
+        "min_time_in_state" => {
+            c.unknown_keys(p, obj, &["guard", "code", "interval"]);
+            match obj.get("interval") {
+                Some(Value::String(s)) => match Interval::parse(s) {
+                    Ok(iv) if iv.is_zero() => {
+                        c.error(format!("{p}.interval"), "a zero interval never blocks");
+                        None
+                    }
+                    Ok(iv) => Some(GuardSpec::MinTimeInState(iv)),
+                    Err(e) => {
+                        c.error(format!("{p}.interval"), e);
+                        None
+                    }
+                },
+                None => {
+                    c.error(format!("{p}.interval"), "interval is required, e.g. \"5 days\"");
+                    None
+                }
+                Some(other) => {
+                    c.error(format!("{p}.interval"), format!("interval must be a string such as \"5 days\", not {}", type_name(other)));
+                    None
+                }
+            }
+        }
+        "sql" => {
+            c.unknown_keys(p, obj, &["guard", "code", "name", "params"]);
+            let name = c.code(&format!("{p}.name"), obj.get("name"), "guard name");
+            let params = match obj.get("params") {
+                None => Map::new(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(other) => {
+                    c.error(format!("{p}.params"), format!("params must be an object, not {}", type_name(other)));
+                    Map::new()
+                }
+            };
+            name.map(|name| GuardSpec::Sql { name, params })
+        }
+        other => {
+            c.error(format!("{p}.guard"), format!("unknown guard {other:?} (one of {})", GuardSpec::KINDS.join(", ")));
+            None
+        }
+    }
+}
+
+/// A `distinct_actor` guard must name a transition of this machine (or CREATE).
+fn check_guard_references(c: &mut Collector, transitions: &[TransitionDef]) {
+    for (i, t) in transitions.iter().enumerate() {
+        for (j, g) in t.guards.iter().enumerate() {
+            if let GuardSpec::DistinctActor { transition } = &g.spec {
+                if transition != CREATE_CODE && !transitions.iter().any(|o| &o.code == transition) {
+                    c.error(
+                        format!("$.transitions[{i}].guards[{j}].transition"),
+                        format!("unknown transition code {transition:?} (distinct_actor compares with a transition of this machine, or CREATE)"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Graph completeness (seed 003 §29.1): ambiguity, terminal exits, dead ends, reachability.

@@ -2,20 +2,27 @@
 //!
 //! - [`definition`]: the JSON a user publishes, parsed and validated with JSON paths;
 //! - [`interval`]: the interval syntax `min_time_in_state` accepts;
-//! - [`rules`]: a published version compiled for lookups, and the transition decision;
+//! - [`rules`]: a published version compiled for lookups (rule lookup, SM001/SM009);
+//! - [`checks`]: every check of a transition (role, reason, evidence, guards), shared
+//!   by the write path, the dry run and available_transitions;
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
 //! - [`ids`]: time-ordered history ids.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
 //! without a database.
 
+pub mod checks;
 pub mod definition;
 pub mod ids;
 pub mod interval;
 pub mod refusal;
 pub mod rules;
 
-pub use definition::{validate, validate_text, Kind, MachineDef, Problem, Severity, Validation};
+pub use checks::{evaluate, Check, EvidenceFact, Evaluation, Facts, Membership, Request, SqlOutcome, Supplied};
+pub use definition::{
+    validate, validate_text, EvidenceRequirement, GuardDef, GuardSpec, Kind, MachineDef, Problem, ReasonDef, RoleSource,
+    Severity, Validation,
+};
 pub use interval::Interval;
 pub use refusal::{CaseFacts, Refusal, Report};
-pub use rules::{CompiledMachine, Request, Rule, StateRow};
+pub use rules::{CompiledMachine, Rule, StateRow};

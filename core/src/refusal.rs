@@ -2,7 +2,7 @@
 //! message, DETAIL and HINT (the table in API.md). Pure: the pgrx layer only raises
 //! what [`Refusal::report`] returns.
 
-use crate::definition::{Kind, Problem};
+use crate::definition::{Kind, Problem, ReasonDef};
 use std::fmt::Write;
 
 /// Facts about the case that a message should name; filled in by the caller.
@@ -29,11 +29,38 @@ pub enum Refusal {
         legal: Vec<(String, String, Kind)>,
     },
     RoleNotPermitted { code: String, from: String, actor_role: String, allowed: Vec<String> },
-    ReasonRequired { code: String },
+    /// role_source database: the session user is not a member of actor_role (or no such role).
+    RoleNotMember { code: String, actor_role: String, session_user: String, role_exists: bool },
+    /// `allowed`: the rule's declared reasons (then a reason code is what is required).
+    ReasonRequired { code: String, allowed: Vec<ReasonDef> },
+    ReasonNotAllowed { code: String, reason_code: String, allowed: Vec<ReasonDef> },
     EvidenceRequired { code: String },
+    /// Evidence types the rule requires that no usable evidence item has.
+    EvidenceTypesMissing { code: String, missing: Vec<String>, given: Vec<String> },
     /// Each entry: evidence id and what is wrong with it.
     EvidenceInvalid { code: String, problems: Vec<(String, String)> },
     GuardFailed { code: String, guard: String, reason: String },
+    /// A SQL guard function raised an error: re-raised as it was, with a CONTEXT line.
+    GuardRaised {
+        code: String,
+        guard: String,
+        function: String,
+        sqlstate: String,
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+        context: Option<String>,
+    },
+    /// A write-path function was called from inside a guard (SM007).
+    GuardReentry { function: String },
+    /// A `sql` guard's name is not registered, or its function no longer exists (42883).
+    GuardNotRegistered { name: String, problem: String },
+    /// register_guard: the function cannot be a guard (42P13).
+    GuardFunctionInvalid { function: String, problem: String },
+    /// register_guard / evaluation: the function's owner could change it under us (42501).
+    GuardFunctionOwner { function: String, owner: String },
+    /// release_assignment: no such active assignment (SM009).
+    AssignmentNotFound { case_id: String, assignee: String, role: String },
     StaleVersion { expected: i64, actual: i64 },
     CommandConflict { command_id: String, existing: String, requested: String },
     DirectWrite { table: String, operation: String, what: String },
@@ -53,10 +80,12 @@ pub enum Refusal {
 /// What is raised: SQLSTATE, one-line message, DETAIL and HINT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    pub sqlstate: &'static str,
+    pub sqlstate: String,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// A CONTEXT line (only for errors re-raised from guard functions).
+    pub context: Option<String>,
 }
 
 pub const ILLEGAL_TRANSITION: &str = "SM001";
@@ -69,6 +98,10 @@ pub const DIRECT_WRITE_REFUSED: &str = "SM007";
 pub const COMMAND_CONFLICT: &str = "SM008";
 pub const NOT_FOUND: &str = "SM009";
 pub const INVALID_DEFINITION: &str = "SM010";
+
+fn reason_list(allowed: &[ReasonDef]) -> String {
+    allowed.iter().map(|r| format!("{} ({})", r.code, r.label)).collect::<Vec<_>>().join(", ")
+}
 
 fn legal_hint(state: &str, legal: &[(String, String, Kind)]) -> String {
     if legal.is_empty() {
@@ -90,8 +123,17 @@ fn legal_hint(state: &str, legal: &[(String, String, Kind)]) -> String {
 }
 
 impl Refusal {
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> &str {
         match self {
+            Refusal::GuardRaised { sqlstate, .. } => sqlstate,
+            Refusal::RoleNotMember { .. } => ROLE_NOT_PERMITTED,
+            Refusal::ReasonNotAllowed { .. } => REASON_REQUIRED,
+            Refusal::EvidenceTypesMissing { .. } => EVIDENCE_REQUIRED,
+            Refusal::GuardReentry { .. } => DIRECT_WRITE_REFUSED,
+            Refusal::AssignmentNotFound { .. } => NOT_FOUND,
+            Refusal::GuardNotRegistered { .. } => "42883",
+            Refusal::GuardFunctionInvalid { .. } => "42P13",
+            Refusal::GuardFunctionOwner { .. } => "42501",
             Refusal::IllegalTransition { .. } => ILLEGAL_TRANSITION,
             Refusal::GuardFailed { .. } => GUARD_FAILED,
             Refusal::StaleVersion { .. } => STALE_VERSION,
@@ -118,9 +160,22 @@ impl Refusal {
     pub fn blocked_by(&self) -> String {
         match self {
             Refusal::RoleNotPermitted { allowed, .. } => format!("role: permitted to {}", allowed.join(", ")),
+            Refusal::RoleNotMember { actor_role, session_user, role_exists: true, .. } => {
+                format!("role: session user {session_user} is not a member of {actor_role}")
+            }
+            Refusal::RoleNotMember { actor_role, .. } => format!("role: no PostgreSQL role {actor_role}"),
             Refusal::GuardFailed { guard, reason, .. } => format!("{guard}: {reason}"),
+            Refusal::GuardRaised { guard, sqlstate, message, .. } => format!("{guard}: raised {sqlstate}: {message}"),
+            Refusal::ReasonRequired { allowed, .. } if !allowed.is_empty() => {
+                format!("reason code required ({})", allowed.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", "))
+            }
             Refusal::ReasonRequired { .. } => "reason required".into(),
+            Refusal::ReasonNotAllowed { reason_code, allowed, .. } => format!(
+                "reason code {reason_code} not allowed ({})",
+                allowed.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")
+            ),
             Refusal::EvidenceRequired { .. } => "evidence required".into(),
+            Refusal::EvidenceTypesMissing { missing, .. } => format!("evidence of type {} required", missing.join(", ")),
             other => other.report(&CaseFacts::default()).message,
         }
     }
@@ -179,10 +234,44 @@ impl Refusal {
                 )),
                 Some(format!("Act in one of the permitted roles: {}.", allowed.join(", "))),
             ),
-            Refusal::ReasonRequired { code } => (
+            Refusal::RoleNotMember { code, actor_role, session_user, role_exists } => (
+                format!("role {actor_role} may not perform {code}"),
+                Some(if *role_exists {
+                    format!("Case {id}: this machine takes roles from the database (role_source database), and session user {session_user} is not a member of role {actor_role}.")
+                } else {
+                    format!("Case {id}: this machine takes roles from the database (role_source database), and no PostgreSQL role named {actor_role} exists.")
+                }),
+                Some(format!("Act as a PostgreSQL role the session user is a member of (GRANT {actor_role} TO {session_user}).")),
+            ),
+            Refusal::ReasonRequired { code, allowed } if !allowed.is_empty() => (
+                format!("transition {code} requires a reason code"),
+                Some(format!("Case {id} is in state {state}; {code} declares its reasons, and no reason_code was given.")),
+                Some(format!("Allowed reason codes for {code}: {}.", reason_list(allowed))),
+            ),
+            Refusal::ReasonRequired { code, .. } => (
                 format!("transition {code} requires a reason"),
                 Some(format!("Case {id} is in state {state}; neither reason_code nor reason_text was given.")),
                 Some("Pass reason_code and/or reason_text (a non-blank value).".into()),
+            ),
+            Refusal::ReasonNotAllowed { code, reason_code, allowed } => (
+                format!("reason code {reason_code} is not allowed for {code}"),
+                Some(format!("Case {id} is in state {state}; {code} declares its reasons and {reason_code} is not one of them.")),
+                Some(format!("Allowed reason codes for {code}: {}.", reason_list(allowed))),
+            ),
+            Refusal::EvidenceTypesMissing { code, missing, given } => (
+                format!("transition {code} requires evidence of type {}", missing.join(", ")),
+                Some(format!(
+                    "Case {id} is in state {state}; {}.",
+                    if given.is_empty() {
+                        "no evidence_ids were given".to_string()
+                    } else {
+                        format!("the evidence given has type {}", given.join(", "))
+                    }
+                )),
+                Some(format!(
+                    "Attach evidence of type {} with statemachine.add_evidence(...) and pass its id in evidence_ids.",
+                    missing.join(", ")
+                )),
             ),
             Refusal::EvidenceRequired { code } => (
                 format!("transition {code} requires evidence"),
@@ -205,6 +294,32 @@ impl Refusal {
                 } else {
                     format!("Satisfy guard {guard} and retry.")
                 }),
+            ),
+            Refusal::GuardRaised { message, detail, hint, .. } => (message.clone(), detail.clone(), hint.clone()),
+            Refusal::GuardReentry { function } => (
+                format!("statemachine.{function}() cannot be called from inside a guard"),
+                Some("Guards decide whether a transition may happen; they do not change cases, history, evidence or assignments.".into()),
+                Some("Make the guard function read-only.".into()),
+            ),
+            Refusal::GuardNotRegistered { name, problem } => (
+                format!("guard function {name} {problem}"),
+                Some(format!("A \"sql\" guard names a function registered with statemachine.register_guard(); {name} {problem}.")),
+                Some(format!("Register it: SELECT statemachine.register_guard('{name}', 'schema.function(uuid, jsonb)', 'description').")),
+            ),
+            Refusal::GuardFunctionInvalid { function, problem } => (
+                format!("function {function} cannot be a guard"),
+                Some(format!("{function} {problem}.")),
+                Some("A guard function takes (case_id uuid, context jsonb), is STABLE or IMMUTABLE, and returns boolean or (passed boolean, evidence jsonb).".into()),
+            ),
+            Refusal::GuardFunctionOwner { function, owner } => (
+                format!("guard function {function} must be owned by a superuser or by the extension's owner"),
+                Some(format!("{function} is owned by {owner}. Guards run inside the write path with its privileges, so only roles that already hold them may own (and so change) a guard.")),
+                Some(format!("ALTER FUNCTION {function} OWNER TO <the extension's owner>;")),
+            ),
+            Refusal::AssignmentNotFound { case_id, assignee, role } => (
+                format!("no active {role} assignment of {assignee} on case {case_id}"),
+                Some(format!("Case {case_id} has no unreleased assignment of {assignee} in role {role}.")),
+                Some("List current assignments with SELECT * FROM statemachine.v_case_assignment_current WHERE case_id = ...;".into()),
             ),
             Refusal::StaleVersion { expected, actual } => (
                 format!("stale version for case {id}"),
@@ -247,6 +362,16 @@ impl Refusal {
             ),
             Refusal::NotATrigger => ("statemachine.guard_direct_write() can only run as a trigger".into(), None, None),
         };
-        Report { sqlstate: self.sqlstate(), message, detail, hint }
+        let context = match self {
+            Refusal::GuardRaised { code, guard, function, context, .. } => {
+                let ours = format!("statemachine guard {guard} ({function}) of transition {code} on case {id}");
+                Some(match context {
+                    Some(c) if !c.is_empty() => format!("{c}\n{ours}"),
+                    _ => ours,
+                })
+            }
+            _ => None,
+        };
+        Report { sqlstate: self.sqlstate().to_owned(), message, detail, hint, context }
     }
 }

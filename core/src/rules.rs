@@ -4,8 +4,7 @@
 //! (published versions never change), so the hot path decides with hash lookups and
 //! no SQL, no JSON.
 
-use crate::definition::{Kind, MachineDef};
-use crate::interval::Interval;
+use crate::definition::{EvidenceRequirement, GuardDef, Kind, MachineDef, ReasonDef, RoleSource};
 use crate::refusal::Refusal;
 use std::collections::HashMap;
 
@@ -18,7 +17,8 @@ pub struct StateRow {
     pub sort_order: i32,
 }
 
-/// One row of the transition rule table (one per from-state), with its roles.
+/// One row of the transition rule table (one per from-state), with its roles, reasons
+/// and guards.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
     pub code: String,
@@ -26,14 +26,21 @@ pub struct Rule {
     pub to: String,
     pub roles: Vec<String>,
     pub requires_reason: bool,
-    pub requires_evidence: bool,
-    pub min_time_in_state: Option<Interval>,
+    pub evidence: EvidenceRequirement,
+    /// Allowed reason codes; empty: any reason.
+    pub reasons: Vec<ReasonDef>,
+    /// Guards in evaluation order (a `min_time_in_state` key is the first).
+    pub guards: Vec<GuardDef>,
+    pub audit_guards: bool,
     pub kind: Kind,
 }
 
 impl Rule {
     pub fn role_permitted(&self, role: &str) -> bool {
         self.roles.is_empty() || self.roles.iter().any(|r| r == role)
+    }
+    pub fn requires_evidence(&self) -> bool {
+        self.evidence.is_required()
     }
 }
 
@@ -48,6 +55,7 @@ struct StateEntry {
 pub struct CompiledMachine {
     pub machine: String,
     pub version: i32,
+    pub role_source: RoleSource,
     pub initial: String,
     states: HashMap<String, StateEntry>,
     /// Every transition code of the version: tells "unknown code" (SM009) from
@@ -55,18 +63,14 @@ pub struct CompiledMachine {
     codes: HashMap<String, Vec<String>>,
 }
 
-/// What a caller asks for, reduced to what the decision needs.
-#[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
-    pub code: &'a str,
-    /// `None` skips the role check (used by `available_transitions` without a role).
-    pub actor_role: Option<&'a str>,
-    pub has_reason: bool,
-    pub evidence_count: usize,
-}
-
 impl CompiledMachine {
-    pub fn from_rows(machine: String, version: i32, states: Vec<StateRow>, mut rules: Vec<Rule>) -> Result<Self, String> {
+    pub fn from_rows(
+        machine: String,
+        version: i32,
+        role_source: RoleSource,
+        states: Vec<StateRow>,
+        mut rules: Vec<Rule>,
+    ) -> Result<Self, String> {
         let initial = states
             .iter()
             .find(|s| s.initial)
@@ -86,7 +90,7 @@ impl CompiledMachine {
                 .rules
                 .push(r);
         }
-        Ok(CompiledMachine { machine, version, initial, states: map, codes })
+        Ok(CompiledMachine { machine, version, role_source, initial, states: map, codes })
     }
 
     pub fn from_definition(def: &MachineDef, version: i32) -> Self {
@@ -111,14 +115,16 @@ impl CompiledMachine {
                     to: t.to.clone(),
                     roles: t.roles.clone(),
                     requires_reason: t.requires_reason,
-                    requires_evidence: t.requires_evidence,
-                    min_time_in_state: t.min_time_in_state,
+                    evidence: t.evidence.clone(),
+                    reasons: t.reasons.clone(),
+                    guards: t.all_guards(),
+                    audit_guards: t.audit_guards,
                     kind: t.kind,
                 })
             })
             .collect();
         // A validated definition always compiles.
-        CompiledMachine::from_rows(def.machine.clone(), version, states, rules)
+        CompiledMachine::from_rows(def.machine.clone(), version, def.role_source, states, rules)
             .unwrap_or_else(|e| unreachable!("validated definition failed to compile: {e}"))
     }
 
@@ -147,21 +153,6 @@ impl CompiledMachine {
         self.rules_from(state).iter().filter(move |r| !terminal || r.kind.may_leave_terminal())
     }
 
-    /// The checks of the write path that need no database, in the order the write path
-    /// applies them: code known, legal from here, role, reason, evidence given, time in
-    /// state. `time_left` answers the last one (the caller owns the clock): `None` when
-    /// enough time has passed, else how much is left, spelled for a human ("2 days left").
-    pub fn decide<'m>(
-        &'m self,
-        current_state: &str,
-        req: &Request<'_>,
-        time_left: impl FnOnce(&Interval) -> Option<String>,
-    ) -> Result<&'m Rule, Refusal> {
-        let rule = self.find_rule(current_state, req.code)?;
-        self.check_rule(rule, req, time_left)?;
-        Ok(rule)
-    }
-
     /// Rule lookup alone: SM009 for a code the version does not know, SM001 when the
     /// code exists but not from `current_state` (terminal states included).
     pub fn find_rule<'m>(&'m self, current_state: &str, code: &str) -> Result<&'m Rule, Refusal> {
@@ -187,47 +178,6 @@ impl CompiledMachine {
                 legal,
             }),
         }
-    }
-
-    /// The per-rule checks after lookup: role, reason, evidence given, time in state.
-    pub fn check_rule(
-        &self,
-        rule: &Rule,
-        req: &Request<'_>,
-        time_left: impl FnOnce(&Interval) -> Option<String>,
-    ) -> Result<(), Refusal> {
-        if let Some(role) = req.actor_role {
-            if !rule.role_permitted(role) {
-                return Err(Refusal::RoleNotPermitted {
-                    code: rule.code.clone(),
-                    from: rule.from.clone(),
-                    actor_role: role.to_owned(),
-                    allowed: rule.roles.clone(),
-                });
-            }
-        }
-        if rule.requires_reason && !req.has_reason {
-            return Err(Refusal::ReasonRequired { code: rule.code.clone() });
-        }
-        if rule.requires_evidence && req.evidence_count == 0 {
-            return Err(Refusal::EvidenceRequired { code: rule.code.clone() });
-        }
-        if let Some(min) = &rule.min_time_in_state {
-            if let Some(left) = time_left(min) {
-                return Err(Refusal::GuardFailed {
-                    code: rule.code.clone(),
-                    guard: "min_time_in_state".into(),
-                    reason: format!(
-                        "{} requires at least {} in state {}; {}",
-                        rule.code,
-                        min.canonical(),
-                        rule.from,
-                        left
-                    ),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// `(code, to, kind)` of every transition legal from `state`, by code.

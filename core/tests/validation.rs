@@ -44,7 +44,7 @@ fn investigation_model_is_parsed_faithfully() {
     assert_eq!(def.states.len(), 7);
     assert_eq!(def.initial_state().unwrap().code, "DRAFT");
     let approve = def.transitions.iter().find(|t| t.code == "APPROVE_CASE").unwrap();
-    assert!(approve.requires_reason && approve.requires_evidence);
+    assert!(approve.requires_reason && approve.evidence.is_required());
     assert_eq!(approve.roles, vec!["REVIEWER"]);
     let reopen = def.transitions.iter().find(|t| t.code == "REOPEN_CASE").unwrap();
     assert_eq!(reopen.kind, Kind::Reopen);
@@ -251,4 +251,91 @@ fn canonical_form_is_stable_and_revalidates() {
         validate(&p).definition.unwrap().to_canonical_json(),
         validate(&p2).definition.unwrap().to_canonical_json()
     );
+}
+
+#[test]
+fn guards_reasons_evidence_types_and_role_source_parse_and_round_trip() {
+    let mut d = investigation();
+    d["role_source"] = json!("database");
+    d["transitions"][2]["requires_evidence"] = json!(["REVIEW_REPORT", "CHECKLIST"]);
+    d["transitions"][2]["audit_guards"] = json!(true);
+    d["transitions"][2]["guards"] = json!([
+        {"guard": "distinct_actor", "transition": "SUBMIT_CASE"},
+        {"guard": "distinct_actor", "code": "not_assigner", "transition": "ASSIGN_REVIEW"},
+        {"guard": "requires_assignment", "role": "REVIEWER"},
+        {"guard": "sql", "name": "min_reviewers", "params": {"n": 2}},
+        {"guard": "min_time_in_state", "interval": "2 days"}
+    ]);
+    d["transitions"][3]["reasons"] = json!([{"code": "INSUFFICIENT", "label": "Insufficient evidence"}]);
+    let v = validate(&d);
+    assert!(v.problems.is_empty(), "{:#?}", v.problems);
+    let def = v.definition.unwrap();
+    let approve = &def.transitions[2];
+    let codes: Vec<&str> = approve.guards.iter().map(|g| g.code.as_str()).collect();
+    assert_eq!(codes, vec!["distinct_actor", "not_assigner", "requires_assignment", "min_reviewers", "min_time_in_state"]);
+    assert_eq!(approve.evidence.types(), ["REVIEW_REPORT", "CHECKLIST"]);
+    assert_eq!(def.sql_guard_names(), vec![("$.transitions[2].guards[3].name".to_string(), "min_reviewers".to_string())]);
+    // Canonical form keeps every new key and validates to the same model.
+    let canon = def.to_canonical_json();
+    assert_eq!(canon["role_source"], "database");
+    assert_eq!(canon["transitions"][2]["guards"][1]["code"], "not_assigner");
+    assert!(canon["transitions"][2]["guards"][0].get("code").is_none());
+    assert_eq!(validate(&canon).definition.unwrap(), def);
+}
+
+#[test]
+fn bad_guards_are_reported_with_paths() {
+    let with_guards = |g: Value| {
+        let mut d = investigation();
+        d["transitions"][2]["guards"] = g;
+        d
+    };
+    assert_single_error(&with_guards(json!({})), "$.transitions[2].guards", "must be an array");
+    assert_single_error(&with_guards(json!([{"guard": "telepathy"}])), "$.transitions[2].guards[0].guard", "unknown guard \"telepathy\"");
+    assert_single_error(&with_guards(json!([{"transition": "X"}])), "$.transitions[2].guards[0].guard", "guard is required");
+    assert_single_error(
+        &with_guards(json!([{"guard": "distinct_actor", "transition": "NOPE"}])),
+        "$.transitions[2].guards[0].transition",
+        "unknown transition code \"NOPE\"",
+    );
+    assert!(errors(&with_guards(json!([{"guard": "distinct_actor", "transition": "CREATE"}]))).is_empty());
+    assert_single_error(&with_guards(json!([{"guard": "requires_assignment"}])), "$.transitions[2].guards[0].role", "role is required");
+    assert_single_error(
+        &with_guards(json!([{"guard": "requires_assignment", "role": "R", "colour": 1}])),
+        "$.transitions[2].guards[0].colour",
+        "unknown key",
+    );
+    assert_single_error(&with_guards(json!([{"guard": "sql", "name": "g", "params": [1]}])), "$.transitions[2].guards[0].params", "must be an object");
+    assert_single_error(&with_guards(json!([{"guard": "min_time_in_state", "interval": "soon"}])), "$.transitions[2].guards[0].interval", "");
+    assert_single_error(
+        &with_guards(json!([{"guard": "sql", "name": "g"}, {"guard": "sql", "name": "g"}])),
+        "$.transitions[2].guards[1].code",
+        "already used by $.transitions[2].guards[0]",
+    );
+    assert_single_error(&with_guards(json!([{"guard": "sql", "name": "role"}])), "$.transitions[2].guards[0].code", "reserved");
+    // The min_time_in_state key is a guard with that code.
+    let mut d = with_guards(json!([{"guard": "min_time_in_state", "interval": "1 day"}]));
+    d["transitions"][2]["min_time_in_state"] = json!("2 days");
+    assert_single_error(&d, "$.transitions[2].guards[0].code", "the transition's min_time_in_state key");
+}
+
+#[test]
+fn bad_reasons_evidence_lists_and_role_sources() {
+    let mut d = investigation();
+    d["transitions"][3]["reasons"] = json!([]);
+    assert_single_error(&d, "$.transitions[3].reasons", "must not be empty");
+    d["transitions"][3]["reasons"] = json!([{"code": "A", "label": "a"}, {"code": "A", "label": "again"}]);
+    assert_single_error(&d, "$.transitions[3].reasons[1].code", "listed twice");
+    d["transitions"][3]["reasons"] = json!([{"code": "A"}]);
+    assert_single_error(&d, "$.transitions[3].reasons[0].label", "label is required");
+    let mut d = investigation();
+    d["transitions"][2]["requires_evidence"] = json!([]);
+    assert_single_error(&d, "$.transitions[2].requires_evidence", "must not be an empty array");
+    d["transitions"][2]["requires_evidence"] = json!(["A", 3]);
+    assert_single_error(&d, "$.transitions[2].requires_evidence[1]", "must be a string");
+    d["transitions"][2]["requires_evidence"] = json!("yes");
+    assert_single_error(&d, "$.transitions[2].requires_evidence", "true, false or an array");
+    let mut d = investigation();
+    d["role_source"] = json!("ldap");
+    assert_single_error(&d, "$.role_source", "unknown role_source \"ldap\"");
 }
