@@ -27,6 +27,8 @@ CREATE TABLE statemachine.machine_version (
     status       text NOT NULL DEFAULT 'active'
                  CONSTRAINT machine_version_status_chk CHECK (status IN ('active', 'retired')),
     description  text,
+    role_source  text NOT NULL DEFAULT 'asserted'
+                 CONSTRAINT machine_version_role_source_chk CHECK (role_source IN ('asserted', 'database')),
     definition   jsonb NOT NULL CONSTRAINT machine_version_definition_chk CHECK (pg_catalog.jsonb_typeof(definition) = 'object'),
     published_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     published_by text NOT NULL DEFAULT SESSION_USER,
@@ -39,6 +41,7 @@ COMMENT ON COLUMN statemachine.machine_version.machine IS 'The machine this vers
 COMMENT ON COLUMN statemachine.machine_version.version IS 'Version number, 1, 2, ... per machine; recorded as policy_version on every transition.';
 COMMENT ON COLUMN statemachine.machine_version.status IS 'active: new cases are created under the latest active version; retired: kept for the cases and history that reference it.';
 COMMENT ON COLUMN statemachine.machine_version.description IS 'The definition''s "description".';
+COMMENT ON COLUMN statemachine.machine_version.role_source IS 'asserted: the caller names actor_role and the rule''s roles decide; database: actor_role must also be a PostgreSQL role the session user is a member of (SM006 otherwise).';
 COMMENT ON COLUMN statemachine.machine_version.definition IS 'The definition in canonical form, as statemachine.machine_definition() returns it; the rule tables hold the same rules relationally.';
 COMMENT ON COLUMN statemachine.machine_version.published_at IS 'When statemachine.define_machine() published this version.';
 COMMENT ON COLUMN statemachine.machine_version.published_by IS 'Database session user that published this version.';
@@ -73,9 +76,12 @@ CREATE TABLE statemachine.transition_rule (
     to_state           text NOT NULL,
     requires_reason    boolean NOT NULL DEFAULT false,
     requires_evidence  boolean NOT NULL DEFAULT false,
-    min_time_in_state  interval CONSTRAINT transition_rule_min_time_chk CHECK (min_time_in_state > interval '0'),
+    evidence_types     text[],
+    audit_guards       boolean NOT NULL DEFAULT false,
     kind               text NOT NULL DEFAULT 'normal'
                        CONSTRAINT transition_rule_kind_chk CHECK (kind IN ('normal', 'reopen', 'reversal', 'correction', 'admin')),
+    CONSTRAINT transition_rule_evidence_types_chk
+        CHECK (evidence_types IS NULL OR (requires_evidence AND pg_catalog.cardinality(evidence_types) > 0)),
     PRIMARY KEY (machine_version_id, from_state, transition_code),
     FOREIGN KEY (machine_version_id, from_state) REFERENCES statemachine.state (machine_version_id, code),
     FOREIGN KEY (machine_version_id, to_state) REFERENCES statemachine.state (machine_version_id, code)
@@ -87,7 +93,8 @@ COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name 
 COMMENT ON COLUMN statemachine.transition_rule.to_state IS 'State the case moves to; one (from_state, transition_code) pair leads to one target only.';
 COMMENT ON COLUMN statemachine.transition_rule.requires_reason IS 'reason_code or reason_text must be given (SM004).';
 COMMENT ON COLUMN statemachine.transition_rule.requires_evidence IS 'At least one active evidence row of the case must be passed in evidence_ids (SM005).';
-COMMENT ON COLUMN statemachine.transition_rule.min_time_in_state IS 'The case must have been in from_state at least this long (SM002, guard min_time_in_state); NULL: no minimum.';
+COMMENT ON COLUMN statemachine.transition_rule.evidence_types IS 'Evidence types of which at least one usable item each must be passed ("requires_evidence": [..]); NULL: any type.';
+COMMENT ON COLUMN statemachine.transition_rule.audit_guards IS 'Store every evaluated guard of this transition in statemachine.case_transition_guard_result (seed 003 §9.3).';
 COMMENT ON COLUMN statemachine.transition_rule.kind IS 'normal, reopen, reversal, correction or admin; only reopen, correction and admin may leave a terminal state.';
 
 CREATE TABLE statemachine.transition_rule_role (
@@ -104,6 +111,79 @@ COMMENT ON COLUMN statemachine.transition_rule_role.machine_version_id IS 'The m
 COMMENT ON COLUMN statemachine.transition_rule_role.from_state IS 'The rule''s from_state.';
 COMMENT ON COLUMN statemachine.transition_rule_role.transition_code IS 'The rule''s transition_code.';
 COMMENT ON COLUMN statemachine.transition_rule_role.role_code IS 'A role (actor_role) permitted to perform the transition (SM006 otherwise).';
+
+CREATE TABLE statemachine.transition_reason (
+    machine_version_id uuid NOT NULL,
+    from_state         text NOT NULL,
+    transition_code    text NOT NULL,
+    reason_code        text NOT NULL,
+    label              text NOT NULL CONSTRAINT transition_reason_label_chk CHECK (label <> ''),
+    sort_order         integer NOT NULL,
+    PRIMARY KEY (machine_version_id, from_state, transition_code, reason_code),
+    FOREIGN KEY (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+);
+COMMENT ON TABLE statemachine.transition_reason IS 'Structured reason codes a transition allows (seed 003 §25, the definition''s "reasons"); a rule without rows here accepts any reason.';
+COMMENT ON COLUMN statemachine.transition_reason.machine_version_id IS 'The machine version of the rule.';
+COMMENT ON COLUMN statemachine.transition_reason.from_state IS 'The rule''s from_state.';
+COMMENT ON COLUMN statemachine.transition_reason.transition_code IS 'The rule''s transition_code.';
+COMMENT ON COLUMN statemachine.transition_reason.reason_code IS 'An allowed reason_code (SM004 for any other).';
+COMMENT ON COLUMN statemachine.transition_reason.label IS 'Human label of the reason, for UIs and reports.';
+COMMENT ON COLUMN statemachine.transition_reason.sort_order IS 'Position in the definition''s list.';
+
+CREATE TABLE statemachine.guard_function (
+    code          text PRIMARY KEY
+                  CONSTRAINT guard_function_code_chk CHECK (code ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$'),
+    function      regprocedure NOT NULL,
+    returns       text NOT NULL CONSTRAINT guard_function_returns_chk CHECK (returns IN ('boolean', 'verdict')),
+    description   text NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    registered_by text NOT NULL DEFAULT SESSION_USER
+);
+COMMENT ON TABLE statemachine.guard_function IS 'Functions usable as "sql" guards, by name (statemachine.register_guard). A definition names the guard; the function is looked up at evaluation time.';
+COMMENT ON COLUMN statemachine.guard_function.code IS 'The name definitions use: {"guard": "sql", "name": code}.';
+COMMENT ON COLUMN statemachine.guard_function.function IS 'The function: (case_id uuid, context jsonb), STABLE or IMMUTABLE, owned by a superuser or the extension''s owner.';
+COMMENT ON COLUMN statemachine.guard_function.returns IS 'boolean: returns pass/fail; verdict: returns (passed boolean, evidence jsonb).';
+COMMENT ON COLUMN statemachine.guard_function.description IS 'What the guard checks.';
+COMMENT ON COLUMN statemachine.guard_function.registered_at IS 'When the name was (last) registered.';
+COMMENT ON COLUMN statemachine.guard_function.registered_by IS 'Session user that registered it.';
+
+CREATE TABLE statemachine.transition_guard (
+    machine_version_id uuid NOT NULL,
+    from_state         text NOT NULL,
+    transition_code    text NOT NULL,
+    position           integer NOT NULL CONSTRAINT transition_guard_position_chk CHECK (position >= 0),
+    guard_code         text NOT NULL,
+    guard_kind         text NOT NULL
+                       CONSTRAINT transition_guard_kind_chk CHECK (guard_kind IN ('min_time_in_state', 'distinct_actor', 'requires_assignment', 'sql')),
+    min_time_in_state  interval,
+    other_transition   text,
+    assignment_role    text,
+    guard_name         text,
+    params             jsonb NOT NULL DEFAULT '{}'
+                       CONSTRAINT transition_guard_params_chk CHECK (pg_catalog.jsonb_typeof(params) = 'object'),
+    PRIMARY KEY (machine_version_id, from_state, transition_code, position),
+    CONSTRAINT transition_guard_code_uk UNIQUE (machine_version_id, from_state, transition_code, guard_code),
+    CONSTRAINT transition_guard_arguments_chk CHECK (
+        (guard_kind = 'min_time_in_state') = (min_time_in_state IS NOT NULL AND min_time_in_state > interval '0')
+        AND (guard_kind = 'distinct_actor') = (other_transition IS NOT NULL)
+        AND (guard_kind = 'requires_assignment') = (assignment_role IS NOT NULL)
+        AND (guard_kind = 'sql') = (guard_name IS NOT NULL)),
+    FOREIGN KEY (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+);
+COMMENT ON TABLE statemachine.transition_guard IS 'Guards of a transition rule, evaluated in position order under the case lock; the first that fails refuses with SM002 (seed 003 §8-9).';
+COMMENT ON COLUMN statemachine.transition_guard.machine_version_id IS 'The machine version of the rule.';
+COMMENT ON COLUMN statemachine.transition_guard.from_state IS 'The rule''s from_state.';
+COMMENT ON COLUMN statemachine.transition_guard.transition_code IS 'The rule''s transition_code.';
+COMMENT ON COLUMN statemachine.transition_guard.position IS 'Evaluation order (0 first); a transition-level min_time_in_state key is position 0.';
+COMMENT ON COLUMN statemachine.transition_guard.guard_code IS 'Name of the guard in SM002 DETAILs, check_transition and case_transition_guard_result.';
+COMMENT ON COLUMN statemachine.transition_guard.guard_kind IS 'min_time_in_state, distinct_actor, requires_assignment or sql.';
+COMMENT ON COLUMN statemachine.transition_guard.min_time_in_state IS 'min_time_in_state: how long the case must have been in from_state.';
+COMMENT ON COLUMN statemachine.transition_guard.other_transition IS 'distinct_actor: the transition code whose latest actor must differ from this actor (four-eyes).';
+COMMENT ON COLUMN statemachine.transition_guard.assignment_role IS 'requires_assignment: the role the actor must hold an active assignment in.';
+COMMENT ON COLUMN statemachine.transition_guard.guard_name IS 'sql: the name registered in statemachine.guard_function.';
+COMMENT ON COLUMN statemachine.transition_guard.params IS 'sql: the definition''s "params", passed to the function in context->''params''.';
 
 ------------------------------------------------------------------------------------------
 -- Cases and their history (seed 003 §5, §14)
@@ -199,15 +279,10 @@ CREATE TABLE statemachine.case_evidence (
     content_hash        text NOT NULL,
     submitted_by        uuid NOT NULL,
     submitted_at        timestamptz NOT NULL,
-    is_active           boolean NOT NULL DEFAULT true,
-    deactivated_at      timestamptz,
-    deactivated_by      uuid,
-    deactivation_reason text,
-    CONSTRAINT case_evidence_deactivation_chk CHECK (
-        is_active = (deactivated_at IS NULL) AND is_active = (deactivated_by IS NULL) AND is_active = (deactivation_reason IS NULL))
+    is_active           boolean NOT NULL DEFAULT true
 );
 CREATE INDEX case_evidence_case_idx ON statemachine.case_evidence (case_id);
-COMMENT ON TABLE statemachine.case_evidence IS 'Evidence attached to a case (seed 003 §26); added by add_evidence, deactivated by deactivate_evidence, never deleted.';
+COMMENT ON TABLE statemachine.case_evidence IS 'Evidence attached to a case (seed 003 §26); added by add_evidence, never changed or deleted except is_active, the summary of statemachine.case_evidence_deactivation.';
 COMMENT ON COLUMN statemachine.case_evidence.id IS 'Evidence identity; pass it in transition_case''s evidence_ids.';
 COMMENT ON COLUMN statemachine.case_evidence.case_id IS 'The case the evidence belongs to; it supports transitions of this case only.';
 COMMENT ON COLUMN statemachine.case_evidence.evidence_type IS 'Kind of evidence, e.g. REVIEW_REPORT.';
@@ -215,10 +290,23 @@ COMMENT ON COLUMN statemachine.case_evidence.storage_uri IS 'Where the evidence 
 COMMENT ON COLUMN statemachine.case_evidence.content_hash IS 'Hash of the document''s content, to prove it has not changed.';
 COMMENT ON COLUMN statemachine.case_evidence.submitted_by IS 'Who submitted the evidence.';
 COMMENT ON COLUMN statemachine.case_evidence.submitted_at IS 'When the evidence was added.';
-COMMENT ON COLUMN statemachine.case_evidence.is_active IS 'Only active evidence can support a transition.';
-COMMENT ON COLUMN statemachine.case_evidence.deactivated_at IS 'When the evidence was deactivated (NULL while active).';
-COMMENT ON COLUMN statemachine.case_evidence.deactivated_by IS 'Who deactivated it.';
-COMMENT ON COLUMN statemachine.case_evidence.deactivation_reason IS 'Why it was deactivated.';
+COMMENT ON COLUMN statemachine.case_evidence.is_active IS 'Only active evidence can support a transition. False exactly when a statemachine.case_evidence_deactivation row exists (reconcile_evidence() checks it).';
+
+CREATE TABLE statemachine.case_evidence_deactivation (
+    evidence_id    uuid PRIMARY KEY REFERENCES statemachine.case_evidence (id),
+    case_id        uuid NOT NULL REFERENCES statemachine.case_file (id),
+    deactivated_by uuid NOT NULL,
+    deactivated_at timestamptz NOT NULL,
+    reason         text NOT NULL CONSTRAINT case_evidence_deactivation_reason_chk CHECK (reason <> ''),
+    recorded_by    text NOT NULL DEFAULT SESSION_USER
+);
+COMMENT ON TABLE statemachine.case_evidence_deactivation IS 'Append-only record of evidence deactivations (seed 003 §26): who took which evidence out of use, when and why. Evidence rows themselves are never rewritten.';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.evidence_id IS 'The deactivated evidence (once: deactivation is final).';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.case_id IS 'The evidence''s case.';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.deactivated_by IS 'Actor who deactivated it.';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.deactivated_at IS 'When.';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.reason IS 'Why.';
+COMMENT ON COLUMN statemachine.case_evidence_deactivation.recorded_by IS 'Database session user that called deactivate_evidence.';
 
 CREATE TABLE statemachine.case_transition_evidence (
     transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
@@ -230,7 +318,64 @@ CREATE INDEX case_transition_evidence_evidence_idx ON statemachine.case_transiti
 COMMENT ON TABLE statemachine.case_transition_evidence IS 'Which evidence supported which transition (seed 003 §26), written by transition_case in the same transaction.';
 COMMENT ON COLUMN statemachine.case_transition_evidence.transition_id IS 'The history row the evidence supported.';
 COMMENT ON COLUMN statemachine.case_transition_evidence.evidence_id IS 'The evidence.';
-COMMENT ON COLUMN statemachine.case_transition_evidence.purpose IS 'What the evidence was used for: the transition code it supported.';
+COMMENT ON COLUMN statemachine.case_transition_evidence.purpose IS 'required: it met the transition''s requires_evidence (true, or one of the listed types); supporting: passed along without being required.';
+
+CREATE TABLE statemachine.case_transition_guard_result (
+    id            uuid PRIMARY KEY,
+    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    guard_code    text NOT NULL,
+    passed        boolean NOT NULL,
+    evaluated_at  timestamptz NOT NULL,
+    evidence      jsonb NOT NULL DEFAULT '{}'
+                  CONSTRAINT case_guard_result_evidence_chk CHECK (pg_catalog.jsonb_typeof(evidence) = 'object'),
+    CONSTRAINT case_guard_result_uk UNIQUE (transition_id, guard_code)
+);
+COMMENT ON TABLE statemachine.case_transition_guard_result IS 'For transitions with "audit_guards": every guard evaluated and what it saw (seed 003 §9.3), written with the transition. A refused transition writes nothing, so every row here passed.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.id IS 'Row identity.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.transition_id IS 'The history row the guard allowed.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.guard_code IS 'The guard''s code in the definition.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.passed IS 'Whether the guard passed.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.evaluated_at IS 'When it was evaluated: the transition''s occurred_at, under the case lock.';
+COMMENT ON COLUMN statemachine.case_transition_guard_result.evidence IS 'What the guard saw: for distinct_actor the prior actor, for requires_assignment the assignment, for sql guards the evidence the function returned.';
+
+------------------------------------------------------------------------------------------
+-- Assignments (seed 003 §24): append-only periods, released by a second row.
+------------------------------------------------------------------------------------------
+
+CREATE TABLE statemachine.case_assignment (
+    id          uuid PRIMARY KEY,
+    case_id     uuid NOT NULL REFERENCES statemachine.case_file (id),
+    assignee_id uuid NOT NULL,
+    role_code   text NOT NULL CONSTRAINT case_assignment_role_chk CHECK (role_code <> ''),
+    assigned_by uuid NOT NULL,
+    assigned_at timestamptz NOT NULL,
+    command_id  uuid NOT NULL CONSTRAINT case_assignment_command_uk UNIQUE,
+    recorded_by text NOT NULL DEFAULT SESSION_USER
+);
+CREATE INDEX case_assignment_lookup_idx ON statemachine.case_assignment (case_id, assignee_id, role_code, assigned_at DESC);
+COMMENT ON TABLE statemachine.case_assignment IS 'Who was assigned to a case in which role, by whom, when (assign_case). Never updated: a release is a row in statemachine.case_assignment_release.';
+COMMENT ON COLUMN statemachine.case_assignment.id IS 'Assignment identity.';
+COMMENT ON COLUMN statemachine.case_assignment.case_id IS 'The case.';
+COMMENT ON COLUMN statemachine.case_assignment.assignee_id IS 'Who was assigned.';
+COMMENT ON COLUMN statemachine.case_assignment.role_code IS 'In which role (what requires_assignment guards ask for).';
+COMMENT ON COLUMN statemachine.case_assignment.assigned_by IS 'Actor who made the assignment.';
+COMMENT ON COLUMN statemachine.case_assignment.assigned_at IS 'When.';
+COMMENT ON COLUMN statemachine.case_assignment.command_id IS 'Idempotency key of assign_case.';
+COMMENT ON COLUMN statemachine.case_assignment.recorded_by IS 'Database session user that called assign_case.';
+
+CREATE TABLE statemachine.case_assignment_release (
+    assignment_id uuid PRIMARY KEY REFERENCES statemachine.case_assignment (id),
+    released_by   uuid NOT NULL,
+    released_at   timestamptz NOT NULL,
+    command_id    uuid NOT NULL CONSTRAINT case_assignment_release_command_uk UNIQUE,
+    recorded_by   text NOT NULL DEFAULT SESSION_USER
+);
+COMMENT ON TABLE statemachine.case_assignment_release IS 'The end of an assignment (release_assignment); at most one per assignment.';
+COMMENT ON COLUMN statemachine.case_assignment_release.assignment_id IS 'The assignment that ended.';
+COMMENT ON COLUMN statemachine.case_assignment_release.released_by IS 'Actor who released it.';
+COMMENT ON COLUMN statemachine.case_assignment_release.released_at IS 'When.';
+COMMENT ON COLUMN statemachine.case_assignment_release.command_id IS 'Idempotency key of release_assignment.';
+COMMENT ON COLUMN statemachine.case_assignment_release.recorded_by IS 'Database session user that called release_assignment.';
 
 ------------------------------------------------------------------------------------------
 -- Guard triggers: the only door is the write path's own Rust code.
@@ -245,7 +390,10 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['machine', 'machine_version', 'state', 'transition_rule', 'transition_rule_role',
-                             'case_file', 'case_state_transition', 'case_evidence', 'case_transition_evidence']
+                             'transition_reason', 'transition_guard', 'guard_function',
+                             'case_file', 'case_state_transition', 'case_evidence', 'case_evidence_deactivation',
+                             'case_transition_evidence', 'case_transition_guard_result',
+                             'case_assignment', 'case_assignment_release']
     LOOP
         -- zz_: BEFORE triggers fire in name order; the guard should see the row as
         -- every other BEFORE trigger left it.
@@ -263,27 +411,41 @@ END
 $guards$;
 
 ------------------------------------------------------------------------------------------
--- The API (see README / docs/reference.md)
+-- The API (see README and docs/privileges.md)
+--
+-- Every function is SECURITY DEFINER with a pinned search_path: an application role
+-- needs only USAGE on the schema and EXECUTE on the functions, never a table privilege,
+-- and nothing a caller puts on its search_path can stand in for what they use.
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION statemachine.define_machine(definition jsonb) RETURNS integer
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_define_machine';
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_define_machine';
 COMMENT ON FUNCTION statemachine.define_machine(jsonb) IS 'Publishes a machine definition and returns its version; the same definition again returns the existing version (SM010 when invalid).';
 
 CREATE FUNCTION statemachine.validate_machine(definition jsonb)
     RETURNS TABLE (severity text, path text, problem text)
-    LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'sm_validate_machine';
-COMMENT ON FUNCTION statemachine.validate_machine(jsonb) IS 'Every problem of a definition, with its JSON path, without publishing anything.';
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_validate_machine';
+COMMENT ON FUNCTION statemachine.validate_machine(jsonb) IS 'Every problem of a definition, with its JSON path, without publishing anything (sql guards are checked against the registered ones).';
 
 CREATE FUNCTION statemachine.machine_definition(machine text, version integer DEFAULT NULL) RETURNS jsonb
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_machine_definition';
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_machine_definition';
 COMMENT ON FUNCTION statemachine.machine_definition(text, integer) IS 'A published definition in canonical form (latest version when version is NULL).';
+
+CREATE FUNCTION statemachine.register_guard(code text, function regprocedure, description text)
+    RETURNS statemachine.guard_function
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_register_guard';
+COMMENT ON FUNCTION statemachine.register_guard(text, regprocedure, text) IS 'Registers (or re-points) a function as the "sql" guard named code. The function takes (case_id uuid, context jsonb), is STABLE or IMMUTABLE, returns boolean or (passed boolean, evidence jsonb), and is owned by a superuser or the extension''s owner.';
 
 CREATE FUNCTION statemachine.create_case(
     machine text, case_number text, actor_id uuid, actor_role text, command_id uuid,
     case_id uuid DEFAULT NULL, metadata jsonb DEFAULT '{}')
     RETURNS statemachine.case_file
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_create_case';
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_create_case';
 COMMENT ON FUNCTION statemachine.create_case(text, text, uuid, text, uuid, uuid, jsonb) IS 'Creates a case in its machine''s initial state (latest active version) with its CREATE history row; idempotent on command_id.';
 
 CREATE FUNCTION statemachine.transition_case(
@@ -292,25 +454,77 @@ CREATE FUNCTION statemachine.transition_case(
     evidence_ids uuid[] DEFAULT NULL, correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
     metadata jsonb DEFAULT '{}')
     RETURNS statemachine.case_state_transition
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_transition_case';
-COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) IS 'The one write path: checks and performs a transition, appends its history row; idempotent on command_id.';
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_transition_case';
+COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) IS 'The one write path: checks (rule, role, reason, evidence, guards) and performs a transition, appends its history row; idempotent on command_id.';
+
+CREATE FUNCTION statemachine.check_transition(
+    case_id uuid, transition_code text, actor_id uuid, actor_role text,
+    reason_code text DEFAULT NULL, reason_text text DEFAULT NULL, evidence_ids uuid[] DEFAULT NULL)
+    RETURNS TABLE (check_name text, passed boolean, detail text)
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_check_transition';
+COMMENT ON FUNCTION statemachine.check_transition(uuid, text, uuid, text, text, text, uuid[]) IS 'Dry run of transition_case: every check (rule, role, reason, evidence, each guard) with passed and detail; writes nothing.';
 
 CREATE FUNCTION statemachine.add_evidence(
     case_id uuid, evidence_type text, storage_uri text, content_hash text, submitted_by uuid)
     RETURNS uuid
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_add_evidence';
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_add_evidence';
 COMMENT ON FUNCTION statemachine.add_evidence(uuid, text, text, text, uuid) IS 'Attaches evidence to a case and returns its id.';
 
 CREATE FUNCTION statemachine.deactivate_evidence(evidence_id uuid, actor_id uuid, reason text)
-    RETURNS statemachine.case_evidence
-    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'sm_deactivate_evidence';
-COMMENT ON FUNCTION statemachine.deactivate_evidence(uuid, uuid, text) IS 'Marks evidence inactive (recording who, when and why); inactive evidence cannot support a transition.';
+    RETURNS statemachine.case_evidence_deactivation
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_deactivate_evidence';
+COMMENT ON FUNCTION statemachine.deactivate_evidence(uuid, uuid, text) IS 'Takes evidence out of use: appends who, when and why to case_evidence_deactivation (the first deactivation stands; calling again returns it).';
 
-CREATE FUNCTION statemachine.available_transitions(case_id uuid, actor_role text DEFAULT NULL)
+CREATE FUNCTION statemachine.assign_case(case_id uuid, assignee_id uuid, role_code text, actor_id uuid, command_id uuid)
+    RETURNS statemachine.case_assignment
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_assign_case';
+COMMENT ON FUNCTION statemachine.assign_case(uuid, uuid, text, uuid, uuid) IS 'Assigns assignee_id to the case in role_code (what requires_assignment guards check); returns the active assignment, idempotent on command_id.';
+
+CREATE FUNCTION statemachine.release_assignment(case_id uuid, assignee_id uuid, role_code text, actor_id uuid, command_id uuid)
+    RETURNS statemachine.case_assignment_release
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_release_assignment';
+COMMENT ON FUNCTION statemachine.release_assignment(uuid, uuid, text, uuid, uuid) IS 'Ends the active assignment of assignee_id in role_code on the case (SM009 when there is none); idempotent on command_id.';
+
+CREATE FUNCTION statemachine.available_transitions(case_id uuid, actor_role text DEFAULT NULL, actor_id uuid DEFAULT NULL)
     RETURNS TABLE (transition_code text, to_state text, requires_reason boolean, requires_evidence boolean,
                    allowed boolean, blocked_by text)
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_available_transitions';
-COMMENT ON FUNCTION statemachine.available_transitions(uuid, text) IS 'Transitions defined from the case''s current state, with whether actor_role may perform them now (blocked_by says why not). A NULL actor_role skips the role check.';
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_available_transitions';
+COMMENT ON FUNCTION statemachine.available_transitions(uuid, text, uuid) IS 'Transitions legal from the case''s current state, evaluated like transition_case (reason and evidence assumed to come): allowed, or blocked_by the first failing check. A NULL actor_role skips the role check; a NULL actor_id skips the guards about the actor.';
+
+-- Runs one sql guard function in a subtransaction and hands back its verdict or its
+-- error, so the write path can re-raise that error unchanged (SQLSTATE, DETAIL, HINT)
+-- with a CONTEXT line naming the guard. Internal: not granted to anyone.
+CREATE FUNCTION statemachine.evaluate_sql_guard(
+    guard regprocedure, returns text, case_id uuid, context jsonb,
+    OUT passed boolean, OUT evidence jsonb, OUT error_sqlstate text, OUT error_message text,
+    OUT error_detail text, OUT error_hint text, OUT error_context text)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- regproc output is schema-qualified and quoted (search_path is pinned above).
+    fn text := guard::oid::regproc::text;
+BEGIN
+    IF returns = 'boolean' THEN
+        EXECUTE pg_catalog.format('SELECT %s($1, $2), NULL::pg_catalog.jsonb', fn) INTO passed, evidence USING case_id, context;
+    ELSE
+        EXECUTE pg_catalog.format('SELECT r.passed, r.evidence FROM %s($1, $2) AS r', fn) INTO passed, evidence USING case_id, context;
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_sqlstate = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+        error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT, error_context = PG_EXCEPTION_CONTEXT;
+    passed := NULL;
+    evidence := NULL;
+END
+$$;
+COMMENT ON FUNCTION statemachine.evaluate_sql_guard(regprocedure, text, uuid, jsonb) IS 'Internal: calls one sql guard function, catching its error so the write path can re-raise it with the guard named in CONTEXT.';
 
 ------------------------------------------------------------------------------------------
 -- Derived truth (seed 000; seed 003 §29.4): state from history alone.
@@ -338,7 +552,7 @@ COMMENT ON COLUMN statemachine.v_case_current_state.state_version IS 'state_vers
 COMMENT ON COLUMN statemachine.v_case_current_state.state_entered_at IS 'occurred_at of the latest history row that changed the state.';
 
 CREATE FUNCTION statemachine.state_at(case_id uuid, at timestamptz) RETURNS text
-    LANGUAGE sql STABLE STRICT
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.to_state
@@ -350,11 +564,12 @@ $$;
 COMMENT ON FUNCTION statemachine.state_at(uuid, timestamptz) IS 'The state the case was in at a moment, from its history (NULL before it existed).';
 
 CREATE FUNCTION statemachine.require_case(case_id uuid) RETURNS void
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'sm_require_case';
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_require_case';
 COMMENT ON FUNCTION statemachine.require_case(uuid) IS 'Raises SM009 unless the case exists.';
 
 CREATE FUNCTION statemachine.case_history(case_id uuid) RETURNS SETOF statemachine.case_state_transition
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -369,7 +584,7 @@ COMMENT ON FUNCTION statemachine.case_history(uuid) IS 'Every history row of a c
 
 CREATE FUNCTION statemachine.reconcile()
     RETURNS TABLE (case_id uuid, current_state text, derived_state text, state_version bigint, derived_version bigint)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
     -- One pass over the history: the latest row per case, and how many rows it has.
@@ -391,3 +606,61 @@ AS $$
      ORDER BY c.id
 $$;
 COMMENT ON FUNCTION statemachine.reconcile() IS 'Every case whose stored state or version disagrees with its history (missing or gapped history included); zero rows is the healthy answer.';
+
+CREATE FUNCTION statemachine.reconcile_evidence()
+    RETURNS TABLE (evidence_id uuid, case_id uuid, is_active boolean, deactivated_at timestamptz)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.id, e.case_id, e.is_active, d.deactivated_at
+      FROM statemachine.case_evidence e
+      LEFT JOIN statemachine.case_evidence_deactivation d ON d.evidence_id = e.id
+     WHERE e.is_active = (d.evidence_id IS NOT NULL)
+     ORDER BY e.id
+$$;
+COMMENT ON FUNCTION statemachine.reconcile_evidence() IS 'Every evidence row whose is_active disagrees with its deactivation record; zero rows is the healthy answer.';
+
+------------------------------------------------------------------------------------------
+-- Reporting views: assignments and reasons (seed 003 §24, §25).
+------------------------------------------------------------------------------------------
+
+CREATE VIEW statemachine.v_case_assignment_current AS
+SELECT a.case_id, a.assignee_id, a.role_code, a.id AS assignment_id, a.assigned_by, a.assigned_at
+  FROM statemachine.case_assignment a
+ WHERE NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r WHERE r.assignment_id = a.id);
+COMMENT ON VIEW statemachine.v_case_assignment_current IS 'Assignments in force: assigned and not released.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.case_id IS 'The case.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.assignee_id IS 'Who is assigned.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.role_code IS 'In which role.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.assignment_id IS 'statemachine.case_assignment.id.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.assigned_by IS 'Who assigned them.';
+COMMENT ON COLUMN statemachine.v_case_assignment_current.assigned_at IS 'Since when.';
+
+CREATE VIEW statemachine.v_reason_usage AS
+SELECT r.machine, r.version, r.transition_code, r.reason_code, r.label,
+       (SELECT count(*) FROM statemachine.case_state_transition t
+         WHERE t.machine = r.machine AND t.policy_version = r.version
+           AND t.transition_code = r.transition_code AND t.reason_code = r.reason_code) AS uses,
+       (SELECT max(t.occurred_at) FROM statemachine.case_state_transition t
+         WHERE t.machine = r.machine AND t.policy_version = r.version
+           AND t.transition_code = r.transition_code AND t.reason_code = r.reason_code) AS last_used_at
+  FROM (SELECT DISTINCT v.machine, v.version, tr.transition_code, tr.reason_code, tr.label
+          FROM statemachine.transition_reason tr
+          JOIN statemachine.machine_version v ON v.id = tr.machine_version_id) r;
+COMMENT ON VIEW statemachine.v_reason_usage IS 'Every declared reason code with how often and how recently it was given (seed 003 §25: reporting, trend analysis, abuse detection).';
+COMMENT ON COLUMN statemachine.v_reason_usage.machine IS 'Machine.';
+COMMENT ON COLUMN statemachine.v_reason_usage.version IS 'Machine version declaring the reason.';
+COMMENT ON COLUMN statemachine.v_reason_usage.transition_code IS 'Transition the reason belongs to.';
+COMMENT ON COLUMN statemachine.v_reason_usage.reason_code IS 'The reason code.';
+COMMENT ON COLUMN statemachine.v_reason_usage.label IS 'Its label.';
+COMMENT ON COLUMN statemachine.v_reason_usage.uses IS 'Transitions recorded with this reason under that version.';
+COMMENT ON COLUMN statemachine.v_reason_usage.last_used_at IS 'The latest of them.';
+
+------------------------------------------------------------------------------------------
+-- Privileges. PUBLIC gets nothing: functions are EXECUTE-able by PUBLIC by default,
+-- so that default is revoked. Grant an application role USAGE on the schema and
+-- EXECUTE on the application API (README "Privileges").
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA statemachine FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA statemachine FROM PUBLIC;

@@ -1,17 +1,21 @@
-//! The write path: create_case, transition_case, add_evidence, deactivate_evidence.
+//! The write path: create_case, transition_case, add_evidence, deactivate_evidence,
+//! assign_case, release_assignment.
 //!
 //! transition_case in one transaction (seed 003 §6): lock the case row (§7.1; with
 //! expected_version the comparison happens under that lock, §7.2), decide from the
-//! cached rules, append the history row (`ON CONFLICT (command_id) DO NOTHING` makes a
-//! concurrent replay wait for the first and then return its row, §15), move the case,
-//! link the evidence. Four statements on the happy path, each a plan kept per backend.
+//! cached rules and the guards' facts, append the history row (`ON CONFLICT
+//! (command_id) DO NOTHING` makes a concurrent replay wait for the first and then
+//! return its row, §15), move the case, link the evidence, store the guard audit. Four
+//! statements on the happy path of an unguarded rule, each a plan kept per backend.
 
+use crate::facts::{membership, DbFacts};
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INT8, INTERVAL, JSONB, TEXT, TIMESTAMPTZ, UUID, UUID_ARRAY};
+use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::{door, machines, sql_function};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, IntoDatum};
+use statemachine_core::checks::WRITE;
 use statemachine_core::ids::{uuid_v7, SplitMix64};
-use statemachine_core::{CaseFacts, Interval, Refusal, Report, Request};
+use statemachine_core::{CaseFacts, EvidenceFact, Membership, Refusal, Report, Request, RoleSource, Supplied};
 use std::cell::RefCell;
 
 static LOCK_CASE: Stmt = Stmt {
@@ -39,24 +43,29 @@ static FIND_COMMAND: Stmt = Stmt {
           WHERE t.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
-static EVIDENCE_ROWS: Stmt = Stmt {
-    sql: "SELECT u.id, e.case_id, e.is_active \
+pub static EVIDENCE_ROWS: Stmt = Stmt {
+    sql: "SELECT u.id, e.case_id, e.is_active, e.evidence_type \
           FROM pg_catalog.unnest($1::pg_catalog.uuid[]) WITH ORDINALITY AS u(id, n) \
           LEFT JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
     args: &[UUID_ARRAY],
 };
+/// purpose: `required` when the item met requires_evidence ($2; of a listed type when
+/// $3 lists types), else `supporting`.
 static LINK_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_transition_evidence (transition_id, evidence_id, purpose) \
-          SELECT DISTINCT $1::pg_catalog.uuid, u.id, $2::pg_catalog.text FROM pg_catalog.unnest($3::pg_catalog.uuid[]) AS u(id)",
-    args: &[UUID, TEXT, UUID_ARRAY],
+          SELECT DISTINCT $1::pg_catalog.uuid, e.id, \
+                 CASE WHEN $2 AND ($3 IS NULL OR e.evidence_type OPERATOR(pg_catalog.=) ANY ($3)) \
+                      THEN 'required' ELSE 'supporting' END \
+          FROM pg_catalog.unnest($4::pg_catalog.uuid[]) AS u(id) \
+          JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id",
+    args: &[UUID, BOOL, TEXT_ARRAY, UUID_ARRAY],
 };
-/// Only run for rules with min_time_in_state: enough time passed? If not, how much is
-/// left, counted on the calendar (age), and until when.
-static TIME_LEFT: Stmt = Stmt {
-    sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
-                 pg_catalog.date_trunc('second', pg_catalog.age($1 OPERATOR(pg_catalog.+) $2, $3))::pg_catalog.text, \
-                 ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
-    args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
+/// The guard audit (seed 003 §9.3): one row per evaluated guard, from a JSON array.
+static INSERT_GUARD_RESULTS: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_transition_guard_result (id, transition_id, guard_code, passed, evaluated_at, evidence) \
+          SELECT pg_catalog.gen_random_uuid(), $1, g.guard_code, g.passed, $2, g.evidence \
+          FROM pg_catalog.jsonb_to_recordset($3) AS g(guard_code text, passed boolean, evidence jsonb)",
+    args: &[UUID, TIMESTAMPTZ, JSONB],
 };
 static INSERT_CASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
@@ -79,14 +88,62 @@ static INSERT_EVIDENCE: Stmt = Stmt {
           SELECT $1, c.id, $3, $4, $5, $6, $7 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $2 RETURNING id",
     args: &[UUID, UUID, TEXT, TEXT, TEXT, UUID, TIMESTAMPTZ],
 };
-static DEACTIVATE_EVIDENCE: Stmt = Stmt {
-    sql: "UPDATE statemachine.case_evidence AS e SET is_active = false, deactivated_at = $4, deactivated_by = $2, deactivation_reason = $3 \
-          WHERE e.id OPERATOR(pg_catalog.=) $1 AND e.is_active RETURNING e",
+/// Deactivation is an appended event; the first one stands (ON CONFLICT waits for a
+/// concurrent one and then yields to it).
+static INSERT_DEACTIVATION: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_evidence_deactivation AS d (evidence_id, case_id, deactivated_by, deactivated_at, reason) \
+          SELECT e.id, e.case_id, $2, $4, $3 FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1 \
+          ON CONFLICT (evidence_id) DO NOTHING RETURNING d",
     args: &[UUID, UUID, TEXT, TIMESTAMPTZ],
 };
-static EVIDENCE_ROW: Stmt = Stmt {
-    sql: "SELECT e FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1",
+/// is_active is the deactivation record's summary, kept in the same transaction.
+static MARK_EVIDENCE_INACTIVE: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_evidence SET is_active = false WHERE id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
+};
+static DEACTIVATION_ROW: Stmt = Stmt {
+    sql: "SELECT d FROM statemachine.case_evidence_deactivation d WHERE d.evidence_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static EVIDENCE_EXISTS: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+/// Assignment changes take the case lock too, so they serialize with transitions whose
+/// requires_assignment guard reads them.
+static LOCK_CASE_ONLY: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[UUID],
+};
+static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
+          WHERE a.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static ACTIVE_ASSIGNMENT_ROW: Stmt = Stmt {
+    sql: "SELECT a.id, a FROM statemachine.case_assignment a \
+          WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
+            AND a.role_code OPERATOR(pg_catalog.=) $3 \
+            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
+                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
+          ORDER BY a.assigned_at DESC LIMIT 1",
+    args: &[UUID, UUID, TEXT],
+};
+static INSERT_ASSIGNMENT: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_assignment AS a (id, case_id, assignee_id, role_code, assigned_by, assigned_at, command_id) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING RETURNING a",
+    args: &[UUID, UUID, UUID, TEXT, UUID, TIMESTAMPTZ, UUID],
+};
+static RELEASE_BY_COMMAND: Stmt = Stmt {
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM statemachine.case_assignment_release r \
+          JOIN statemachine.case_assignment a ON a.id OPERATOR(pg_catalog.=) r.assignment_id \
+          WHERE r.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static INSERT_RELEASE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_assignment_release AS r (assignment_id, released_by, released_at, command_id) \
+          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING r",
+    args: &[UUID, UUID, TIMESTAMPTZ, UUID],
 };
 
 thread_local! {
@@ -112,8 +169,22 @@ fn new_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
     })
 }
 
-fn nonblank(s: &Option<String>) -> bool {
-    s.as_deref().is_some_and(|s| !s.trim().is_empty())
+/// Write-path functions refuse to run inside a SQL guard (SM007): a guard decides
+/// whether a transition may happen; it must not change cases while doing so.
+pub fn refuse_inside_guard(function: &str) -> SmResult<()> {
+    if door::inside_guard() {
+        return Err(Refusal::GuardReentry { function: function.into() }.report(&CaseFacts::default()));
+    }
+    Ok(())
+}
+
+/// The evidence ids a caller passed, with what the database knows of each.
+pub fn evidence_facts(spi: &Spi, ids: Option<pg_sys::Datum>) -> Vec<EvidenceFact> {
+    let Some(d) = ids else { return Vec::new() };
+    let r = spi.run(&EVIDENCE_ROWS, &[Some(d)], 0);
+    (0..r.count)
+        .map(|i| EvidenceFact { id: r.uuid(i, 1), case_id: r.uuid(i, 2), active: r.bool(i, 3).unwrap_or(false), evidence_type: r.text(i, 4) })
+        .collect()
 }
 
 /// What an earlier use of a command id recorded.
@@ -173,6 +244,7 @@ fn replay_or_refuse(
 }
 
 unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("transition_case")?;
     let a = Args(fcinfo);
     let case_d = a.required(0, "case_id")?;
     let code = a.text(1, "transition_code")?;
@@ -202,46 +274,25 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         }
     }
 
-    // Evidence rows are read before deciding only to count them; they are judged after.
-    let evidence: Vec<(Option<[u8; 16]>, Option<[u8; 16]>, Option<bool>)> = match evidence_d {
-        None => Vec::new(),
-        Some(d) => {
-            let r = spi.run(&EVIDENCE_ROWS, &[Some(d)], 0);
-            (0..r.count).map(|i| (r.uuid(i, 1), r.uuid(i, 2), r.bool(i, 3))).collect()
-        }
-    };
-
+    let evidence = evidence_facts(&spi, evidence_d);
     // Transitions of one case are serialized by the row lock; occurred_at never goes
     // backwards within a case even if the clock does.
     let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
     let machine = machines::get(&spi, &version_id);
     let request = Request {
+        case_id,
+        current_state: &current,
         code: &code,
+        actor_id: Some(unsafe { uuid_from_datum(actor_d) }),
         actor_role: Some(&role),
-        has_reason: nonblank(&reason_code) || nonblank(&reason_text),
-        evidence_count: evidence.len(),
+        supplied: Supplied::Given { reason_code: reason_code.as_deref(), reason_text: reason_text.as_deref(), evidence: &evidence },
+        dry_run: false,
     };
-    let rule = match machine.decide(&current, &request, |min| time_left(&spi, entered_at, min, now)) {
-        Ok(rule) => rule,
+    let mut db = DbFacts { spi: &spi, case_d, entered_at, now };
+    let (rule, evaluation) = match machine.decide(&request, &mut db, WRITE) {
+        Ok(decided) => decided,
         Err(refusal) => return refuse(refusal),
     };
-
-    let problems: Vec<(String, String)> = evidence
-        .iter()
-        .filter_map(|(id, owner, active)| {
-            let Some(id) = id else { return Some(("NULL".into(), "is not an evidence id".into())) };
-            let problem = match (owner, active) {
-                (None, _) => "does not exist".to_string(),
-                (Some(o), _) if o != &case_id => format!("belongs to case {}", uuid_string(o)),
-                (_, Some(false)) => "is not active".to_string(),
-                _ => return None,
-            };
-            Some((uuid_string(id), problem))
-        })
-        .collect();
-    if !problems.is_empty() {
-        return refuse(Refusal::EvidenceInvalid { code: code.clone(), problems });
-    }
 
     let transition_id = new_id(now);
     let entered_now = if rule.to != current { now } else { entered_at };
@@ -292,25 +343,41 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         0,
     );
     if let Some(ids) = evidence_d.filter(|_| !evidence.is_empty()) {
-        spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(&transition_id)), code_d, Some(ids)], 0);
+        let types = Some(rule.evidence.types().to_vec()).filter(|t| !t.is_empty()).and_then(IntoDatum::into_datum);
+        spi.run(
+            &LINK_EVIDENCE,
+            &[Some(uuid_datum(&transition_id)), Some(pg_sys::Datum::from(rule.requires_evidence())), types, Some(ids)],
+            0,
+        );
+    }
+    if rule.audit_guards && evaluation.guards().next().is_some() {
+        let results: Vec<serde_json::Value> = evaluation
+            .guards()
+            .map(|c| {
+                // The table keeps evidence as an object; anything else a function returned is wrapped.
+                let evidence = match &c.evidence {
+                    serde_json::Value::Object(_) => c.evidence.clone(),
+                    serde_json::Value::Null => serde_json::json!({}),
+                    other => serde_json::json!({ "value": other }),
+                };
+                serde_json::json!({"guard_code": c.name, "passed": c.passed, "evidence": evidence})
+            })
+            .collect();
+        spi.run(
+            &INSERT_GUARD_RESULTS,
+            &[
+                Some(uuid_datum(&transition_id)),
+                Some(pg_sys::Datum::from(now)),
+                Some(crate::fmgr::jsonb_datum(&serde_json::Value::Array(results).to_string())),
+            ],
+            0,
+        );
     }
     Ok(row)
 }
 
-/// `None` when the case has been in its state at least `min` by `now`, else what is left.
-pub(crate) fn time_left(spi: &Spi, entered_at: i64, min: &Interval, now: i64) -> Option<String> {
-    let r = spi.run(
-        &TIME_LEFT,
-        &[Some(pg_sys::Datum::from(entered_at)), Some(crate::fmgr::interval_datum(min)), Some(pg_sys::Datum::from(now))],
-        1,
-    );
-    if r.bool(0, 1).unwrap_or(false) {
-        return None;
-    }
-    Some(format!("{} left (until {})", r.text(0, 2).unwrap_or_default(), r.text(0, 3).unwrap_or_default()))
-}
-
 unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("create_case")?;
     let a = Args(fcinfo);
     let machine_name = a.text(0, "machine")?;
     let case_number = a.text(1, "case_number")?;
@@ -328,6 +395,24 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let case_id = given_id.unwrap_or_else(|| new_id(now));
     let requested = format!("CREATE of case number {case_number} (machine {machine_name})");
+    let same_create = |p: &PriorCommand| {
+        p.code == "CREATE" && p.machine == machine_name && p.case_number == case_number && given_id.is_none_or(|id| id == p.case_id)
+    };
+    if machine.role_source == RoleSource::Database {
+        let refusal = match membership(&role) {
+            Membership::Member => None,
+            Membership::NotMember { session_user } => Some((session_user, true)),
+            Membership::NoSuchRole { session_user } => Some((session_user, false)),
+        };
+        if let Some((session_user, role_exists)) = refusal {
+            // A replay of a create that once succeeded still returns its case.
+            if let Some(p) = find_command(&spi, command_d).filter(|p| same_create(p)) {
+                return Ok(spi.keep(p.case_row));
+            }
+            let refusal = Refusal::RoleNotMember { code: "CREATE".into(), actor_role: role, session_user, role_exists };
+            return Err(refusal.report(&CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() }));
+        }
+    }
 
     let door = door::open();
     let inserted = spi.run(
@@ -348,11 +433,7 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
         drop(door);
         // The case id or number exists: a replay of this very command, or a clash.
         if let Some(p) = find_command(&spi, command_d) {
-            let same = p.code == "CREATE"
-                && p.machine == machine_name
-                && p.case_number == case_number
-                && given_id.is_none_or(|id| id == p.case_id);
-            return if same { Ok(spi.keep(p.case_row)) } else { Err(conflict(command_d, &p, requested)) };
+            return if same_create(&p) { Ok(spi.keep(p.case_row)) } else { Err(conflict(command_d, &p, requested)) };
         }
         let e = spi.run(&EXISTING_CASE, &[Some(uuid_datum(&case_id)), Some(text_datum(&machine_name)), Some(text_datum(&case_number))], 1);
         let detail = match e.uuid(0, 1) {
@@ -397,6 +478,7 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
 }
 
 unsafe fn add_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("add_evidence")?;
     let a = Args(fcinfo);
     let case_d = a.required(0, "case_id")?;
     let evidence_type = a.text(1, "evidence_type")?;
@@ -428,26 +510,151 @@ unsafe fn add_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Dat
 }
 
 unsafe fn deactivate_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("deactivate_evidence")?;
     let a = Args(fcinfo);
     let evidence_d = a.required(0, "evidence_id")?;
     let actor_d = a.required(1, "actor_id")?;
     let reason = a.text(2, "reason")?;
     let spi = Spi::connect();
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let door = door::open();
-    let r = spi.run(&DEACTIVATE_EVIDENCE, &[Some(evidence_d), Some(actor_d), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))], 1);
-    if let Some(row) = r.get(0, 1) {
+    {
+        let _door = door::open();
+        let r = spi.run(&INSERT_DEACTIVATION, &[Some(evidence_d), Some(actor_d), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))], 1);
+        if let Some(row) = r.get(0, 1) {
+            let row = spi.keep(row);
+            spi.run(&MARK_EVIDENCE_INACTIVE, &[Some(evidence_d)], 0);
+            return Ok(row);
+        }
+    }
+    // Already deactivated: the first deactivation stands and is returned.
+    if let Some(row) = spi.run(&DEACTIVATION_ROW, &[Some(evidence_d)], 1).get(0, 1) {
         return Ok(spi.keep(row));
     }
-    drop(door);
-    // Already inactive: nothing changes, the recorded deactivation stands.
-    let existing = spi.run(&EVIDENCE_ROW, &[Some(evidence_d)], 1);
-    match existing.get(0, 1) {
-        Some(row) => Ok(spi.keep(row)),
-        None => {
-            let evidence_id = uuid_string(&unsafe { uuid_from_datum(evidence_d) });
-            Err(Refusal::UnknownEvidence { evidence_id }.report(&CaseFacts::default()))
+    let evidence_id = uuid_string(&unsafe { uuid_from_datum(evidence_d) });
+    if spi.run(&EVIDENCE_EXISTS, &[Some(evidence_d)], 1).is_empty() {
+        return Err(Refusal::UnknownEvidence { evidence_id }.report(&CaseFacts::default()));
+    }
+    Err(Refusal::CommandInFlight.report(&CaseFacts::default()))
+}
+
+/// The arguments of assign_case and release_assignment.
+struct AssignmentArgs {
+    case_d: pg_sys::Datum,
+    assignee_d: pg_sys::Datum,
+    role: String,
+    actor_d: pg_sys::Datum,
+    command_d: pg_sys::Datum,
+}
+
+impl AssignmentArgs {
+    fn read(a: &Args) -> SmResult<Self> {
+        Ok(AssignmentArgs {
+            case_d: a.required(0, "case_id")?,
+            assignee_d: a.required(1, "assignee_id")?,
+            role: a.text(2, "role_code")?,
+            actor_d: a.required(3, "actor_id")?,
+            command_d: a.required(4, "command_id")?,
+        })
+    }
+
+    fn describe(&self, what: &str) -> String {
+        format!(
+            "{what} of {} as {} on case {}",
+            uuid_string(&unsafe { uuid_from_datum(self.assignee_d) }),
+            self.role,
+            uuid_string(&unsafe { uuid_from_datum(self.case_d) })
+        )
+    }
+
+    /// Locks the case (SM009 if there is none).
+    fn lock_case(&self, spi: &Spi) -> SmResult<()> {
+        if spi.run(&LOCK_CASE_ONLY, &[Some(self.case_d)], 1).is_empty() {
+            let case_id = uuid_string(&unsafe { uuid_from_datum(self.case_d) });
+            return Err(Refusal::UnknownCase { case_id }.report(&CaseFacts::default()));
         }
+        Ok(())
+    }
+
+    /// An earlier use of the command id: the same command's row, or SM008.
+    fn replay(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> Option<SmResult<pg_sys::Datum>> {
+        let r = spi.run(by_command, &[Some(self.command_d)], 1);
+        let (case_id, assignee, role, row) = (r.uuid(0, 1)?, r.uuid(0, 2)?, r.text(0, 3)?, r.get(0, 4)?);
+        let same = unsafe { case_id == uuid_from_datum(self.case_d) && assignee == uuid_from_datum(self.assignee_d) } && role == self.role;
+        if same {
+            return Some(Ok(spi.keep(row)));
+        }
+        let existing = format!(
+            "{what} of {} as {role} on case {}",
+            uuid_string(&assignee),
+            uuid_string(&case_id)
+        );
+        Some(Err(Refusal::CommandConflict {
+            command_id: uuid_string(&unsafe { uuid_from_datum(self.command_d) }),
+            existing,
+            requested: self.describe(what),
+        }
+        .report(&CaseFacts::default())))
+    }
+}
+
+unsafe fn assign_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("assign_case")?;
+    let args = AssignmentArgs::read(&Args(fcinfo))?;
+    let spi = Spi::connect();
+    args.lock_case(&spi)?;
+    if let Some(replayed) = args.replay(&spi, &ASSIGNMENT_BY_COMMAND, "assignment") {
+        return replayed;
+    }
+    let role_d = Some(text_datum(&args.role));
+    // Already assigned in that role: nothing to add; the assignment in force is the answer.
+    let active = spi.run(&ACTIVE_ASSIGNMENT_ROW, &[Some(args.case_d), Some(args.assignee_d), role_d], 1);
+    if let Some(row) = active.get(0, 2) {
+        return Ok(spi.keep(row));
+    }
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let _door = door::open();
+    let r = spi.run(
+        &INSERT_ASSIGNMENT,
+        &[
+            Some(uuid_datum(&new_id(now))),
+            Some(args.case_d),
+            Some(args.assignee_d),
+            role_d,
+            Some(args.actor_d),
+            Some(pg_sys::Datum::from(now)),
+            Some(args.command_d),
+        ],
+        1,
+    );
+    match r.get(0, 1) {
+        Some(row) => Ok(spi.keep(row)),
+        None => args.replay(&spi, &ASSIGNMENT_BY_COMMAND, "assignment").unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default()))),
+    }
+}
+
+unsafe fn release_assignment(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("release_assignment")?;
+    let args = AssignmentArgs::read(&Args(fcinfo))?;
+    let spi = Spi::connect();
+    args.lock_case(&spi)?;
+    if let Some(replayed) = args.replay(&spi, &RELEASE_BY_COMMAND, "release") {
+        return replayed;
+    }
+    let active = spi.run(&ACTIVE_ASSIGNMENT_ROW, &[Some(args.case_d), Some(args.assignee_d), Some(text_datum(&args.role))], 1);
+    let Some(assignment_id) = active.get(0, 1) else {
+        return Err(Refusal::AssignmentNotFound {
+            case_id: uuid_string(&unsafe { uuid_from_datum(args.case_d) }),
+            assignee: uuid_string(&unsafe { uuid_from_datum(args.assignee_d) }),
+            role: args.role,
+        }
+        .report(&CaseFacts::default()));
+    };
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let _door = door::open();
+    let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d)], 1);
+    match r.get(0, 1) {
+        Some(row) => Ok(spi.keep(row)),
+        None => args.replay(&spi, &RELEASE_BY_COMMAND, "release").unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default()))),
     }
 }
 
@@ -467,3 +674,5 @@ sql_function!(sm_create_case, pg_finfo_sm_create_case, create_case);
 sql_function!(sm_add_evidence, pg_finfo_sm_add_evidence, add_evidence);
 sql_function!(sm_deactivate_evidence, pg_finfo_sm_deactivate_evidence, deactivate_evidence);
 sql_function!(sm_require_case, pg_finfo_sm_require_case, require_case);
+sql_function!(sm_assign_case, pg_finfo_sm_assign_case, assign_case);
+sql_function!(sm_release_assignment, pg_finfo_sm_release_assignment, release_assignment);

@@ -1,10 +1,10 @@
-//! define_machine, validate_machine, machine_definition.
+//! define_machine, validate_machine, machine_definition, register_guard.
 
 use crate::fmgr::{datum_text, text_datum, uuid_from_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, BOOL, INT4, INTERVAL, TEXT, UUID};
+use crate::spi::{Spi, Stmt, BOOL, INT4, INTERVAL, OID, TEXT, TEXT_ARRAY, UUID};
 use crate::{door, sql_function};
-use pgrx::pg_sys;
-use statemachine_core::{validate_text, CaseFacts, MachineDef, Refusal, Validation};
+use pgrx::{pg_sys, IntoDatum};
+use statemachine_core::{validate_text, CaseFacts, GuardSpec, MachineDef, Problem, Refusal, Severity, Validation};
 
 static INSERT_MACHINE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.machine (code) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -22,9 +22,9 @@ static LATEST_DEFINITION: Stmt = Stmt {
     args: &[TEXT, TEXT],
 };
 static INSERT_VERSION: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.machine_version (machine, version, description, definition) \
-          VALUES ($1, $2, $3, $4::pg_catalog.jsonb) RETURNING id",
-    args: &[TEXT, INT4, TEXT, TEXT],
+    sql: "INSERT INTO statemachine.machine_version (machine, version, description, role_source, definition) \
+          VALUES ($1, $2, $3, $4, $5::pg_catalog.jsonb) RETURNING id",
+    args: &[TEXT, INT4, TEXT, TEXT, TEXT],
 };
 static INSERT_STATE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.state (machine_version_id, code, label, phase, is_initial, is_terminal, sort_order, attributes) \
@@ -33,9 +33,53 @@ static INSERT_STATE: Stmt = Stmt {
 };
 static INSERT_RULE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.transition_rule (machine_version_id, from_state, transition_code, to_state, \
-              requires_reason, requires_evidence, min_time_in_state, kind) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    args: &[UUID, TEXT, TEXT, TEXT, BOOL, BOOL, INTERVAL, TEXT],
+              requires_reason, requires_evidence, evidence_types, audit_guards, kind) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    args: &[UUID, TEXT, TEXT, TEXT, BOOL, BOOL, TEXT_ARRAY, BOOL, TEXT],
+};
+static INSERT_REASON: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.transition_reason (machine_version_id, from_state, transition_code, reason_code, label, sort_order) \
+          VALUES ($1, $2, $3, $4, $5, $6)",
+    args: &[UUID, TEXT, TEXT, TEXT, TEXT, INT4],
+};
+static INSERT_GUARD: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.transition_guard (machine_version_id, from_state, transition_code, position, guard_code, \
+              guard_kind, min_time_in_state, other_transition, assignment_role, guard_name, params) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::pg_catalog.jsonb, '{}'::pg_catalog.jsonb))",
+    args: &[UUID, TEXT, TEXT, INT4, TEXT, TEXT, INTERVAL, TEXT, TEXT, TEXT, TEXT],
+};
+static GUARD_REGISTERED: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.guard_function g WHERE g.code OPERATOR(pg_catalog.=) $1",
+    args: &[TEXT],
+};
+/// What register_guard needs to know about a function (search_path is pinned by the
+/// entry point, so catalog names here resolve to pg_catalog).
+static INSPECT_FUNCTION: Stmt = Stmt {
+    sql: "SELECT p.oid::regprocedure::text, \
+                 p.pronargs = 2 AND p.proargtypes[0] = 'uuid'::regtype AND p.proargtypes[1] = 'jsonb'::regtype, \
+                 array_to_string(p.proargtypes::regtype[], ', '), p.proretset, p.provolatile::text, p.prokind::text, \
+                 p.prorettype = 'bool'::regtype, \
+                 (SELECT count(*) FILTER (WHERE c.n = 'passed' AND c.t = 'bool'::regtype) \
+                       + count(*) FILTER (WHERE c.n = 'evidence' AND c.t = 'jsonb'::regtype) \
+                    FROM (SELECT a.n, a.t FROM unnest(p.proargnames, p.proargmodes::text[], p.proallargtypes) AS a(n, m, t) \
+                           WHERE a.m IN ('o', 'b', 't') \
+                          UNION ALL \
+                          SELECT att.attname::text, att.atttypid FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid \
+                           WHERE ty.oid = p.prorettype AND ty.typtype = 'c' AND att.attnum > 0 AND NOT att.attisdropped) c) = 2, \
+                 pg_get_function_result(p.oid), \
+                 COALESCE(o.rolsuper OR p.proowner = x.extowner, false), o.rolname::text \
+          FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner \
+          LEFT JOIN pg_extension x ON x.extname = 'pg_statemachine' \
+          WHERE p.oid = $1",
+    args: &[OID],
+};
+static UPSERT_GUARD_FUNCTION: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.guard_function AS g (code, function, returns, description, registered_at) \
+          VALUES ($1, $2::pg_catalog.oid::pg_catalog.regprocedure, $3, $4, pg_catalog.now()) \
+          ON CONFLICT (code) DO UPDATE SET function = excluded.function, returns = excluded.returns, \
+              description = excluded.description, registered_at = excluded.registered_at, registered_by = SESSION_USER \
+          RETURNING g",
+    args: &[TEXT, OID, TEXT, TEXT],
 };
 static INSERT_ROLE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.transition_rule_role (machine_version_id, from_state, transition_code, role_code) \
@@ -49,9 +93,28 @@ static DEFINITION_OF: Stmt = Stmt {
     args: &[TEXT, INT4],
 };
 
-fn validate_arg(args: &Args) -> SmResult<Validation> {
+/// Validates the definition argument, including what only the database knows: every
+/// `sql` guard must name a registered guard function.
+fn validate_arg(args: &Args, spi: &Spi) -> SmResult<Validation> {
     let d = args.required(0, "definition")?;
-    Ok(validate_text(&datum_text(d, pg_sys::JSONBOID)))
+    let mut v = validate_text(&datum_text(d, pg_sys::JSONBOID));
+    if let Some(def) = &v.definition {
+        let missing: Vec<Problem> = def
+            .sql_guard_names()
+            .into_iter()
+            .filter(|(_, name)| spi.run(&GUARD_REGISTERED, &[Some(text_datum(name))], 1).is_empty())
+            .map(|(path, name)| Problem {
+                severity: Severity::Error,
+                path,
+                problem: format!("guard function {name:?} is not registered (statemachine.register_guard)"),
+            })
+            .collect();
+        if !missing.is_empty() {
+            v.problems.extend(missing);
+            v.definition = None;
+        }
+    }
+    Ok(v)
 }
 
 fn bool_datum(b: bool) -> Option<pg_sys::Datum> {
@@ -59,13 +122,14 @@ fn bool_datum(b: bool) -> Option<pg_sys::Datum> {
 }
 
 unsafe fn define_machine(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    crate::cases::refuse_inside_guard("define_machine")?;
     let args = Args(fcinfo);
-    let validation = validate_arg(&args)?;
+    let spi = Spi::connect();
+    let validation = validate_arg(&args, &spi)?;
     let Some(def) = validation.definition else {
         return Err(Refusal::InvalidDefinition { problems: validation.problems }.report(&CaseFacts::default()));
     };
     let canonical = def.to_canonical_json().to_string();
-    let spi = Spi::connect();
     let name = Some(text_datum(&def.machine));
     let _door = door::open();
     spi.run(&INSERT_MACHINE, &[name], 0);
@@ -84,7 +148,13 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
     let opt_text = |s: &Option<String>| s.as_deref().map(text_datum);
     let v = spi.run(
         &INSERT_VERSION,
-        &[Some(text_datum(&def.machine)), Some(pg_sys::Datum::from(version)), opt_text(&def.description), Some(text_datum(canonical))],
+        &[
+            Some(text_datum(&def.machine)),
+            Some(pg_sys::Datum::from(version)),
+            opt_text(&def.description),
+            Some(text_datum(def.role_source.as_str())),
+            Some(text_datum(canonical)),
+        ],
         1,
     );
     let id = v.get(0, 1).map(|d| unsafe { uuid_from_datum(d) }).expect("INSERT ... RETURNING id returned a row");
@@ -116,14 +186,48 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
                     c,
                     Some(text_datum(&t.to)),
                     bool_datum(t.requires_reason),
-                    bool_datum(t.requires_evidence),
-                    t.min_time_in_state.as_ref().map(crate::fmgr::interval_datum),
+                    bool_datum(t.evidence.is_required()),
+                    Some(t.evidence.types().to_vec()).filter(|v| !v.is_empty()).and_then(IntoDatum::into_datum),
+                    bool_datum(t.audit_guards),
                     Some(text_datum(t.kind.as_str())),
                 ],
                 0,
             );
             for role in &t.roles {
                 spi.run(&INSERT_ROLE, &[idd, f, c, Some(text_datum(role))], 0);
+            }
+            for (i, r) in t.reasons.iter().enumerate() {
+                let pos = Some(pg_sys::Datum::from(i as i32));
+                spi.run(&INSERT_REASON, &[idd, f, c, Some(text_datum(&r.code)), Some(text_datum(&r.label)), pos], 0);
+            }
+            for (i, g) in t.all_guards().iter().enumerate() {
+                let (mut min, mut other, mut role, mut name, mut params) = (None, None, None, None, None);
+                match &g.spec {
+                    GuardSpec::MinTimeInState(iv) => min = Some(crate::fmgr::interval_datum(iv)),
+                    GuardSpec::DistinctActor { transition } => other = Some(text_datum(transition)),
+                    GuardSpec::RequiresAssignment { role: r } => role = Some(text_datum(r)),
+                    GuardSpec::Sql { name: n, params: p } => {
+                        name = Some(text_datum(n));
+                        params = Some(text_datum(&serde_json_object(p)));
+                    }
+                }
+                spi.run(
+                    &INSERT_GUARD,
+                    &[
+                        idd,
+                        f,
+                        c,
+                        Some(pg_sys::Datum::from(i as i32)),
+                        Some(text_datum(&g.code)),
+                        Some(text_datum(g.spec.kind())),
+                        min,
+                        other,
+                        role,
+                        name,
+                        params,
+                    ],
+                    0,
+                );
             }
         }
     }
@@ -135,7 +239,10 @@ fn serde_json_object(m: &serde_json::Map<String, serde_json::Value>) -> String {
 
 unsafe fn validate_machine(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
     let args = Args(fcinfo);
-    let validation = validate_arg(&args)?;
+    let validation = {
+        let spi = Spi::connect();
+        validate_arg(&args, &spi)?
+    };
     let rows: Vec<[Option<String>; 3]> = validation
         .problems
         .iter()
@@ -157,6 +264,58 @@ unsafe fn machine_definition(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
     }
 }
 
+unsafe fn register_guard(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    crate::cases::refuse_inside_guard("register_guard")?;
+    let args = Args(fcinfo);
+    let code = args.text(0, "code")?;
+    if let Some(problem) = statemachine_core::definition::code_problem(&code) {
+        return Err(Refusal::InvalidArgument { name: "code".into(), problem: format!("{code:?} {problem}") }.report(&CaseFacts::default()));
+    }
+    let function = args.required(1, "function")?;
+    let description = args.text(2, "description")?;
+    let spi = Spi::connect();
+    let f = spi.run(&INSPECT_FUNCTION, &[Some(function)], 1);
+    let invalid = |function: String, problem: String| Err(Refusal::GuardFunctionInvalid { function, problem }.report(&CaseFacts::default()));
+    let Some(name) = f.text(0, 1) else {
+        return invalid(format!("with oid {}", function.value()), "does not exist".into());
+    };
+    let returns = if f.bool(0, 7) == Some(true) {
+        "boolean"
+    } else if f.bool(0, 8) == Some(true) {
+        "verdict"
+    } else {
+        return invalid(name, format!("returns {}", f.text(0, 9).unwrap_or_default()));
+    };
+    let problem = if f.bool(0, 2) != Some(true) {
+        Some(format!("takes ({})", f.text(0, 3).unwrap_or_default()))
+    } else if f.bool(0, 4) == Some(true) {
+        Some("returns a set".to_string())
+    } else if f.text(0, 6).as_deref() != Some("f") {
+        Some("is not a plain function".to_string())
+    } else if f.text(0, 5).as_deref() == Some("v") {
+        Some("is VOLATILE; a guard decides and does not write, so it must be STABLE or IMMUTABLE".to_string())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return invalid(name, problem);
+    }
+    if f.bool(0, 10) != Some(true) {
+        return Err(Refusal::GuardFunctionOwner { function: name, owner: f.text(0, 11).unwrap_or_default() }.report(&CaseFacts::default()));
+    }
+    let _door = door::open();
+    let row = spi.run(
+        &UPSERT_GUARD_FUNCTION,
+        &[Some(text_datum(&code)), Some(function), Some(text_datum(returns)), Some(text_datum(&description))],
+        1,
+    );
+    match row.get(0, 1) {
+        Some(d) => Ok(spi.keep(d)),
+        None => unreachable!("INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns its row"),
+    }
+}
+
+sql_function!(sm_register_guard, pg_finfo_sm_register_guard, register_guard);
 sql_function!(sm_define_machine, pg_finfo_sm_define_machine, define_machine);
 sql_function!(sm_validate_machine, pg_finfo_sm_validate_machine, validate_machine);
 sql_function!(sm_machine_definition, pg_finfo_sm_machine_definition, machine_definition);

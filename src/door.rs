@@ -10,6 +10,8 @@ use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static OPEN: AtomicU32 = AtomicU32::new(0);
+/// How many SQL guard functions are running (nested evaluations count).
+static IN_GUARD: AtomicU32 = AtomicU32::new(0);
 
 pub fn is_open() -> bool {
     OPEN.load(Ordering::Relaxed) > 0
@@ -26,7 +28,30 @@ pub fn open() -> Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::Relaxed);
+        // Saturating: a (sub)transaction abort may already have closed the door.
+        let _ = OPEN.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// True while a SQL guard function runs: the write path's functions then refuse (a
+/// guard decides; it does not write).
+pub fn inside_guard() -> bool {
+    IN_GUARD.load(Ordering::Relaxed) > 0
+}
+
+/// Marks a SQL guard evaluation until dropped.
+#[must_use]
+pub struct EvaluatingGuard(());
+
+pub fn evaluating_guard() -> EvaluatingGuard {
+    IN_GUARD.fetch_add(1, Ordering::Relaxed);
+    EvaluatingGuard(())
+}
+
+impl Drop for EvaluatingGuard {
+    fn drop(&mut self) {
+        // Saturating: a transaction abort may already have reset the count.
+        let _ = IN_GUARD.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 }
 
@@ -34,6 +59,7 @@ impl Drop for Open {
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
         OPEN.store(0, Ordering::Relaxed);
+        IN_GUARD.store(0, Ordering::Relaxed);
     }
 }
 

@@ -15,6 +15,7 @@ unsafe extern "C-unwind" {
     fn errmsg(fmt: *const c_char, ...) -> c_int;
     fn errdetail(fmt: *const c_char, ...) -> c_int;
     fn errhint(fmt: *const c_char, ...) -> c_int;
+    fn errcontext_msg(fmt: *const c_char, ...) -> c_int;
     fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
 }
 
@@ -36,10 +37,11 @@ fn c_text(s: &str) -> CString {
 /// Must be called with no live Rust values above it on the stack that need dropping
 /// (the longjmp skips their destructors); the entry macro guarantees this.
 pub unsafe fn raise(report: Report) -> ! {
-    let code = pack_sqlstate(report.sqlstate);
+    let code = pack_sqlstate(&report.sqlstate);
     let message = c_text(&report.message);
     let detail = report.detail.as_deref().map(c_text);
     let hint = report.hint.as_deref().map(c_text);
+    let context = report.context.as_deref().map(c_text);
     drop(report);
     unsafe {
         if errstart(pg_sys::PGERROR as c_int, std::ptr::null()) {
@@ -52,10 +54,14 @@ pub unsafe fn raise(report: Report) -> ! {
             if let Some(h) = &hint {
                 errhint(c"%s".as_ptr(), h.as_ptr());
             }
+            if let Some(c) = &context {
+                errcontext_msg(c"%s".as_ptr(), c.as_ptr());
+            }
         }
         drop(message);
         drop(detail);
         drop(hint);
+        drop(context);
         errfinish(c"pg_statemachine".as_ptr(), 0, c"pg_statemachine".as_ptr());
     }
     unreachable!("errfinish returned at ERROR level")

@@ -158,6 +158,17 @@ pub fn interval_datum(iv: &statemachine_core::Interval) -> pg_sys::Datum {
     }
 }
 
+/// A jsonb datum from JSON text, through jsonb's input function.
+pub fn jsonb_datum(json: &str) -> pg_sys::Datum {
+    let c = std::ffi::CString::new(json.replace('\0', "\\u0000")).unwrap_or_default();
+    unsafe {
+        let mut input_fn = pg_sys::InvalidOid;
+        let mut ioparam = pg_sys::InvalidOid;
+        pg_sys::getTypeInputInfo(pg_sys::JSONBOID, &mut input_fn, &mut ioparam);
+        pg_sys::OidInputFunctionCall(input_fn, c.as_ptr().cast_mut(), ioparam, -1)
+    }
+}
+
 /// Text form of any datum through its type's output function (for messages).
 pub fn datum_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> String {
     unsafe {

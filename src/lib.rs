@@ -8,6 +8,7 @@
 //! - [`spi`]: statements prepared once per backend;
 //! - [`door`]: the backend-local flag only the write path opens;
 //! - [`machines`]: per-backend cache of compiled machine versions;
+//! - [`facts`]: the database's answers to the core's checks (membership, guards);
 //! - [`definitions`], [`cases`], [`available`], [`guard`]: the SQL functions.
 //!
 //! The DDL lives in `sql/schema.sql`.
@@ -21,6 +22,7 @@ pub mod cases;
 pub mod definitions;
 pub mod door;
 pub mod ereport;
+pub mod facts;
 pub mod fmgr;
 pub mod guard;
 pub mod machines;

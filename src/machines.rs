@@ -7,7 +7,7 @@
 
 use crate::spi::{Spi, Stmt, TEXT, UUID};
 use statemachine_core::rules::{Rule, StateRow};
-use statemachine_core::{CompiledMachine, Kind};
+use statemachine_core::{CompiledMachine, EvidenceRequirement, GuardDef, GuardSpec, Kind, ReasonDef, RoleSource};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -17,7 +17,7 @@ thread_local! {
 }
 
 static VERSION_ROW: Stmt = Stmt {
-    sql: "SELECT v.machine, v.version FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT v.machine, v.version, v.role_source FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static STATE_ROWS: Stmt = Stmt {
@@ -27,8 +27,19 @@ static STATE_ROWS: Stmt = Stmt {
 };
 static RULE_ROWS: Stmt = Stmt {
     sql: "SELECT r.transition_code, r.from_state, r.to_state, r.requires_reason, r.requires_evidence, \
-                 r.min_time_in_state, r.kind \
+                 pg_catalog.to_json(r.evidence_types)::pg_catalog.text, r.audit_guards, r.kind \
           FROM statemachine.transition_rule r WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static REASON_ROWS: Stmt = Stmt {
+    sql: "SELECT r.from_state, r.transition_code, r.reason_code, r.label FROM statemachine.transition_reason r \
+          WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY r.sort_order",
+    args: &[UUID],
+};
+static GUARD_ROWS: Stmt = Stmt {
+    sql: "SELECT g.from_state, g.transition_code, g.guard_code, g.guard_kind, g.min_time_in_state, g.other_transition, \
+                 g.assignment_role, g.guard_name, g.params::pg_catalog.text \
+          FROM statemachine.transition_guard g WHERE g.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY g.position",
     args: &[UUID],
 };
 static ROLE_ROWS: Stmt = Stmt {
@@ -62,6 +73,7 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
         (Some(m), Some(n)) => (m, n),
         _ => panic!("machine version {} not found", crate::fmgr::uuid_string(id)),
     };
+    let role_source = v.text(0, 3).and_then(|s| RoleSource::parse(&s)).unwrap_or_default();
     let s = spi.run(&STATE_ROWS, &[idd], 0);
     let states: Vec<StateRow> = (0..s.count)
         .map(|i| StateRow {
@@ -79,9 +91,15 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
             to: r.text(i, 3).unwrap_or_default(),
             roles: Vec::new(),
             requires_reason: r.bool(i, 4).unwrap_or(false),
-            requires_evidence: r.bool(i, 5).unwrap_or(false),
-            min_time_in_state: r.interval(i, 6),
-            kind: r.text(i, 7).and_then(|k| Kind::parse(&k)).unwrap_or(Kind::Normal),
+            evidence: match (r.bool(i, 5).unwrap_or(false), r.text(i, 6)) {
+                (false, _) => EvidenceRequirement::None,
+                (true, None) => EvidenceRequirement::Any,
+                (true, Some(json)) => EvidenceRequirement::Types(serde_json::from_str(&json).unwrap_or_default()),
+            },
+            reasons: Vec::new(),
+            guards: Vec::new(),
+            audit_guards: r.bool(i, 7).unwrap_or(false),
+            kind: r.text(i, 8).and_then(|k| Kind::parse(&k)).unwrap_or(Kind::Normal),
         })
         .collect();
     let roles = spi.run(&ROLE_ROWS, &[idd], 0);
@@ -91,12 +109,44 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
             by_rule.entry((f, c)).or_default().push(role);
         }
     }
-    for rule in &mut rules {
-        if let Some(rs) = by_rule.remove(&(rule.from.clone(), rule.code.clone())) {
-            rule.roles = rs;
+    let reasons = spi.run(&REASON_ROWS, &[idd], 0);
+    let mut reasons_by_rule: HashMap<(String, String), Vec<ReasonDef>> = HashMap::new();
+    for i in 0..reasons.count {
+        if let (Some(f), Some(c), Some(code), Some(label)) = (reasons.text(i, 1), reasons.text(i, 2), reasons.text(i, 3), reasons.text(i, 4)) {
+            reasons_by_rule.entry((f, c)).or_default().push(ReasonDef { code, label });
         }
     }
-    CompiledMachine::from_rows(machine, version, states, rules)
+    let g = spi.run(&GUARD_ROWS, &[idd], 0);
+    let mut guards_by_rule: HashMap<(String, String), Vec<GuardDef>> = HashMap::new();
+    for i in 0..g.count {
+        let (Some(f), Some(c), Some(code), Some(kind)) = (g.text(i, 1), g.text(i, 2), g.text(i, 3), g.text(i, 4)) else { continue };
+        // The table's CHECK guarantees each kind's argument column is set.
+        let spec = match kind.as_str() {
+            "min_time_in_state" => g.interval(i, 5).map(GuardSpec::MinTimeInState),
+            "distinct_actor" => g.text(i, 6).map(|transition| GuardSpec::DistinctActor { transition }),
+            "requires_assignment" => g.text(i, 7).map(|role| GuardSpec::RequiresAssignment { role }),
+            "sql" => g.text(i, 8).map(|name| GuardSpec::Sql {
+                name,
+                params: g.text(i, 9).and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let spec = spec.unwrap_or_else(|| panic!("guard {code} of {c} has no argument for kind {kind}"));
+        guards_by_rule.entry((f, c)).or_default().push(GuardDef { code, spec });
+    }
+    for rule in &mut rules {
+        let key = (rule.from.clone(), rule.code.clone());
+        if let Some(rs) = by_rule.remove(&key) {
+            rule.roles = rs;
+        }
+        if let Some(rs) = reasons_by_rule.remove(&key) {
+            rule.reasons = rs;
+        }
+        if let Some(gs) = guards_by_rule.remove(&key) {
+            rule.guards = gs;
+        }
+    }
+    CompiledMachine::from_rows(machine, version, role_source, states, rules)
         .unwrap_or_else(|e| panic!("published machine version is inconsistent: {e}"))
 }
 

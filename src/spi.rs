@@ -150,3 +150,5 @@ pub const JSONB: pg_sys::Oid = pg_sys::JSONBOID;
 pub const TIMESTAMPTZ: pg_sys::Oid = pg_sys::TIMESTAMPTZOID;
 pub const INTERVAL: pg_sys::Oid = pg_sys::INTERVALOID;
 pub const UUID_ARRAY: pg_sys::Oid = pg_sys::UUIDARRAYOID;
+pub const TEXT_ARRAY: pg_sys::Oid = pg_sys::TEXTARRAYOID;
+pub const OID: pg_sys::Oid = pg_sys::OIDOID;

@@ -114,7 +114,6 @@ pub struct Options {
 }
 
 pub const WRITE: Options = Options { stop_at_failure: true, describe: false };
-pub const WRITE_AUDITED: Options = Options { stop_at_failure: true, describe: true };
 pub const DRY_RUN: Options = Options { stop_at_failure: false, describe: true };
 
 /// The checks' result; the first failure is the refusal.
@@ -160,7 +159,7 @@ impl Builder {
         let passed = outcome.is_ok();
         let (detail, evidence) = if self.opts.describe {
             let d = match &outcome {
-                Err(r) => r.blocked_by(),
+                Err(r) => r.check_detail(),
                 Ok(()) => detail(),
             };
             (d, evidence())
@@ -174,7 +173,8 @@ impl Builder {
 
 impl CompiledMachine {
     /// The whole decision: rule lookup (SM009/SM001), then [`evaluate`]. `Ok` carries
-    /// the rule and the evaluation that passed (its checks feed the guard audit).
+    /// the rule and the evaluation that passed; for rules with `audit_guards` it is
+    /// always described, since its guard checks are what the audit stores.
     pub fn decide<'m>(
         &'m self,
         req: &Request<'_>,
@@ -182,6 +182,7 @@ impl CompiledMachine {
         opts: Options,
     ) -> Result<(&'m Rule, Evaluation), Refusal> {
         let rule = self.find_rule(req.current_state, req.code)?;
+        let opts = Options { describe: opts.describe || rule.audit_guards, ..opts };
         let mut evaluation = evaluate(self, rule, req, facts, opts);
         if let Some(refusal) = evaluation.checks.iter_mut().find_map(|c| c.refusal.take()) {
             return Err(refusal);
@@ -385,9 +386,8 @@ fn evaluate_guard(
                 None => (Ok(()), format!("no {transition} recorded on this case"), evidence),
                 Some(p) if p.actor_id == actor => (
                     Err(fail(format!(
-                        "actor {} also performed {transition} (at {}); {} needs a different actor",
+                        "actor {} also performed {transition}; {} needs a different actor",
                         uuid_text(&actor),
-                        p.occurred_at,
                         rule.code
                     ))),
                     String::new(),
@@ -410,7 +410,7 @@ fn evaluate_guard(
                 Value::Null
             };
             match a {
-                Some(a) => (Ok(()), format!("assigned as {role} since {}", a.assigned_at), evidence),
+                Some(_) => (Ok(()), format!("actor holds an active {role} assignment"), evidence),
                 None => (
                     Err(fail(format!("actor {} holds no active {role} assignment on this case", uuid_text(&actor)))),
                     String::new(),

@@ -471,7 +471,7 @@ impl Collector {
 }
 
 /// Why a string is not a usable code, if it is not.
-fn code_problem(s: &str) -> Option<&'static str> {
+pub fn code_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
         return Some("is empty");
     }

@@ -69,6 +69,8 @@ pub enum Refusal {
     NullArgument { name: String },
     /// A required text argument is empty or blank (22023).
     EmptyArgument { name: String },
+    /// An argument's value is unusable (22023).
+    InvalidArgument { name: String, problem: String },
     /// create_case for a case id or case number that exists, under another command (23505).
     CaseExists { detail: String },
     /// A concurrent transaction took the command id but its row is not visible (40001).
@@ -149,10 +151,22 @@ impl Refusal {
             | Refusal::UnknownTransition { .. } => NOT_FOUND,
             Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
             Refusal::NullArgument { .. } => "22004",
-            Refusal::EmptyArgument { .. } => "22023",
+            Refusal::EmptyArgument { .. } | Refusal::InvalidArgument { .. } => "22023",
             Refusal::CaseExists { .. } => "23505",
             Refusal::CommandInFlight => "40001",
             Refusal::NotATrigger => "39P01",
+        }
+    }
+
+    /// Why a check failed, for `check_transition.detail` (the check's name is its own column).
+    pub fn check_detail(&self) -> String {
+        match self {
+            Refusal::GuardFailed { reason, .. } => reason.clone(),
+            Refusal::GuardRaised { sqlstate, message, .. } => format!("raised {sqlstate}: {message}"),
+            Refusal::RoleNotPermitted { actor_role, allowed, .. } => {
+                format!("role {actor_role} is not permitted (permitted: {})", allowed.join(", "))
+            }
+            other => other.blocked_by(),
         }
     }
 
@@ -241,7 +255,11 @@ impl Refusal {
                 } else {
                     format!("Case {id}: this machine takes roles from the database (role_source database), and no PostgreSQL role named {actor_role} exists.")
                 }),
-                Some(format!("Act as a PostgreSQL role the session user is a member of (GRANT {actor_role} TO {session_user}).")),
+                Some(if *role_exists {
+                    format!("Act as a PostgreSQL role the session user is a member of (GRANT {actor_role} TO {session_user}).")
+                } else {
+                    format!("Act as a PostgreSQL role the session user is a member of; {actor_role} would have to be created and granted to {session_user}.")
+                }),
             ),
             Refusal::ReasonRequired { code, allowed } if !allowed.is_empty() => (
                 format!("transition {code} requires a reason code"),
@@ -350,6 +368,7 @@ impl Refusal {
             }
             Refusal::NullArgument { name } => (format!("{name} must not be NULL"), None, None),
             Refusal::EmptyArgument { name } => (format!("{name} must not be empty"), None, None),
+            Refusal::InvalidArgument { name, problem } => (format!("invalid {name}: {problem}"), None, None),
             Refusal::CaseExists { detail } => (
                 "case already exists".into(),
                 Some(detail.clone()),

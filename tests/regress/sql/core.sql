@@ -69,7 +69,7 @@ SELECT statemachine.add_evidence('10000000-0000-0000-0000-000000000001', 'REVIEW
        'sha256:1111', 'a0000000-0000-0000-0000-000000000002') AS ev1 \gset
 SELECT statemachine.add_evidence('10000000-0000-0000-0000-000000000001', 'REVIEW_REPORT', 's3://evidence/r0.pdf',
        'sha256:0000', 'a0000000-0000-0000-0000-000000000002') AS ev0 \gset
-SELECT is_active FROM statemachine.deactivate_evidence(:'ev0', 'a0000000-0000-0000-0000-000000000002', 'superseded by r1');
+SELECT reason FROM statemachine.deactivate_evidence(:'ev0', 'a0000000-0000-0000-0000-000000000002', 'superseded by r1');
 \set VERBOSITY terse
 SELECT statemachine.transition_case('10000000-0000-0000-0000-000000000001', 'APPROVE_CASE',
        'a0000000-0000-0000-0000-000000000002', 'REVIEWER', 'c0000000-0000-0000-0000-000000000004',

@@ -1,0 +1,161 @@
+//! The database's answers to the core's questions (statemachine_core::Facts): role
+//! membership, time in state, earlier actors, assignments and SQL guard functions. The
+//! write path asks them with the case row locked, so the answers hold until commit.
+
+use crate::door;
+use crate::fmgr::{interval_datum, text_datum};
+use crate::spi::{Spi, Stmt, INTERVAL, OID, TEXT, TIMESTAMPTZ, UUID};
+use pgrx::pg_sys;
+use serde_json::Value;
+use statemachine_core::checks::{ActiveAssignment, PriorActor};
+use statemachine_core::{Facts, Interval, Membership, Refusal, SqlOutcome};
+use std::ffi::{CStr, CString};
+
+/// Enough time passed? If not, how much is left, counted on the calendar (age), and until when.
+static TIME_LEFT: Stmt = Stmt {
+    sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
+                 pg_catalog.date_trunc('second', pg_catalog.age($1 OPERATOR(pg_catalog.+) $2, $3))::pg_catalog.text, \
+                 ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
+    args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
+};
+/// The latest transition of the case with a given code (served by case_transition_version_uk).
+static PRIOR_ACTOR: Stmt = Stmt {
+    sql: "SELECT t.actor_id, t.id, t.occurred_at::pg_catalog.text FROM statemachine.case_state_transition t \
+          WHERE t.case_id OPERATOR(pg_catalog.=) $1 AND t.transition_code OPERATOR(pg_catalog.=) $2 \
+          ORDER BY t.state_version DESC LIMIT 1",
+    args: &[UUID, TEXT],
+};
+static ACTIVE_ASSIGNMENT: Stmt = Stmt {
+    sql: "SELECT a.id, a.assigned_at::pg_catalog.text FROM statemachine.case_assignment a \
+          WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
+            AND a.role_code OPERATOR(pg_catalog.=) $3 \
+            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
+                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
+          ORDER BY a.assigned_at DESC LIMIT 1",
+    args: &[UUID, UUID, TEXT],
+};
+/// A registered guard, whether its function still exists and whether its owner may own it.
+static GUARD_FUNCTION: Stmt = Stmt {
+    sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
+                 COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text \
+          FROM statemachine.guard_function g \
+          LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) g.function::pg_catalog.oid \
+          LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner \
+          LEFT JOIN pg_catalog.pg_extension x ON x.extname OPERATOR(pg_catalog.=) 'pg_statemachine' \
+          WHERE g.code OPERATOR(pg_catalog.=) $1",
+    args: &[TEXT],
+};
+static CALL_GUARD: Stmt = Stmt {
+    sql: "SELECT g.passed, g.evidence::pg_catalog.text, g.error_sqlstate, g.error_message, g.error_detail, \
+                 g.error_hint, g.error_context \
+          FROM statemachine.evaluate_sql_guard($1::pg_catalog.oid::pg_catalog.regprocedure, $2, $3, $4::pg_catalog.jsonb) g",
+    args: &[OID, TEXT, UUID, TEXT],
+};
+
+/// Is the session user a member of PostgreSQL role `role`? (role_source database)
+pub fn membership(role: &str) -> Membership {
+    unsafe {
+        let session = pg_sys::GetSessionUserId();
+        let name_ptr = pg_sys::GetUserNameFromId(session, true);
+        let session_user =
+            if name_ptr.is_null() { format!("oid {}", session.to_u32()) } else { CStr::from_ptr(name_ptr).to_string_lossy().into_owned() };
+        let Ok(c_role) = CString::new(role) else { return Membership::NoSuchRole { session_user } };
+        let role_oid = pg_sys::get_role_oid(c_role.as_ptr(), true);
+        if role_oid == pg_sys::InvalidOid {
+            Membership::NoSuchRole { session_user }
+        } else if pg_sys::is_member_of_role(session, role_oid) {
+            Membership::Member
+        } else {
+            Membership::NotMember { session_user }
+        }
+    }
+}
+
+/// The CONTEXT lines of the guard function itself: what PL/pgSQL reports ends with our
+/// own plumbing (the EXECUTE in evaluate_sql_guard, that function, our SPI statement),
+/// which says nothing to the guard's author.
+fn guard_frames(context: &str) -> String {
+    let lines: Vec<&str> = context.lines().collect();
+    let end = lines.iter().position(|l| l.starts_with("PL/pgSQL function statemachine.evaluate_sql_guard(")).unwrap_or(lines.len());
+    let end = if end > 0 && lines[end - 1].starts_with("SQL statement \"SELECT ") { end - 1 } else { end };
+    lines[..end].join("\n")
+}
+
+/// Facts about one case, read through the caller's SPI connection.
+pub struct DbFacts<'a> {
+    pub spi: &'a Spi,
+    pub case_d: pg_sys::Datum,
+    pub entered_at: i64,
+    pub now: i64,
+}
+
+impl Facts for DbFacts<'_> {
+    fn membership(&mut self, role: &str) -> Membership {
+        membership(role)
+    }
+
+    fn time_left(&mut self, min: &Interval) -> Option<String> {
+        let r = self.spi.run(
+            &TIME_LEFT,
+            &[Some(pg_sys::Datum::from(self.entered_at)), Some(interval_datum(min)), Some(pg_sys::Datum::from(self.now))],
+            1,
+        );
+        if r.bool(0, 1).unwrap_or(false) {
+            return None;
+        }
+        Some(format!("{} left (until {})", r.text(0, 2).unwrap_or_default(), r.text(0, 3).unwrap_or_default()))
+    }
+
+    fn prior_actor(&mut self, transition: &str) -> Option<PriorActor> {
+        let r = self.spi.run(&PRIOR_ACTOR, &[Some(self.case_d), Some(text_datum(transition))], 1);
+        Some(PriorActor { actor_id: r.uuid(0, 1)?, transition_id: r.uuid(0, 2)?, occurred_at: r.text(0, 3)? })
+    }
+
+    fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {
+        let r = self.spi.run(
+            &ACTIVE_ASSIGNMENT,
+            &[Some(self.case_d), Some(crate::fmgr::uuid_datum(actor)), Some(text_datum(role))],
+            1,
+        );
+        Some(ActiveAssignment { id: r.uuid(0, 1)?, assigned_at: r.text(0, 2)? })
+    }
+
+    fn sql_guard(&mut self, guard_code: &str, name: &str, context: &Value) -> SqlOutcome {
+        let g = self.spi.run(&GUARD_FUNCTION, &[Some(text_datum(name))], 1);
+        let (Some(oid), Some(function), Some(returns)) = (g.get(0, 1), g.text(0, 2), g.text(0, 3)) else {
+            return SqlOutcome::Failed(Refusal::GuardNotRegistered { name: name.into(), problem: "is not registered".into() });
+        };
+        if g.bool(0, 4) != Some(true) {
+            return SqlOutcome::Failed(Refusal::GuardNotRegistered {
+                name: name.into(),
+                problem: format!("is registered for function oid {function}, which no longer exists"),
+            });
+        }
+        if g.bool(0, 5) != Some(true) {
+            return SqlOutcome::Failed(Refusal::GuardFunctionOwner { function, owner: g.text(0, 6).unwrap_or_default() });
+        }
+        let r = {
+            // While a guard runs, the write path's functions refuse to be called (SM007).
+            let _inside = door::evaluating_guard();
+            self.spi.run(
+                &CALL_GUARD,
+                &[Some(oid), Some(text_datum(&returns)), Some(self.case_d), Some(text_datum(&context.to_string()))],
+                1,
+            )
+        };
+        if let Some(sqlstate) = r.text(0, 3) {
+            return SqlOutcome::Failed(Refusal::GuardRaised {
+                code: context["transition"].as_str().unwrap_or_default().to_owned(),
+                guard: guard_code.into(),
+                function,
+                sqlstate,
+                message: r.text(0, 4).unwrap_or_default(),
+                detail: r.text(0, 5).filter(|s| !s.is_empty()),
+                hint: r.text(0, 6).filter(|s| !s.is_empty()),
+                context: r.text(0, 7).map(|c| guard_frames(&c)).filter(|s| !s.is_empty()),
+            });
+        }
+        let evidence = r.text(0, 2).map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)));
+        SqlOutcome::Verdict { passed: r.bool(0, 1), evidence }
+    }
+}

@@ -1,0 +1,138 @@
+-- The privilege model: an application role granted USAGE on the schema and EXECUTE on
+-- the application API, and nothing else, can do everything through the functions and
+-- nothing directly. Also role_source database.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+DROP EXTENSION IF EXISTS pg_statemachine;
+CREATE EXTENSION pg_statemachine;
+\set investigation `cat ../../examples/investigation.json`
+
+-- PUBLIC holds nothing in the schema: no table, view or function privilege.
+SELECT c.relname, a.privilege_type
+  FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) a
+ WHERE c.relnamespace = 'statemachine'::regnamespace AND a.grantee = 0;
+SELECT p.proname
+  FROM pg_proc p, aclexplode(COALESCE(p.proacl, acldefault('f', p.proowner))) a
+ WHERE p.pronamespace = 'statemachine'::regnamespace AND a.grantee = 0;
+SELECT n.nspname, a.privilege_type
+  FROM pg_namespace n, aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
+ WHERE n.nspname = 'statemachine' AND a.grantee = 0;
+-- Every API function runs as its definer with a pinned search_path.
+SELECT p.proname, p.prosecdef, p.proconfig
+  FROM pg_proc p WHERE p.pronamespace = 'statemachine'::regnamespace
+   AND p.proname NOT IN ('guard_direct_write', 'evaluate_sql_guard')
+   AND NOT (p.prosecdef AND p.proconfig = '{"search_path=pg_catalog, pg_temp"}');
+
+-- The administrator publishes the machine.
+SELECT statemachine.define_machine(:'investigation');
+SELECT statemachine.define_machine('{"machine": "db_roles", "role_source": "database",
+  "states": [{"code": "OPEN", "initial": true}, {"code": "DONE", "terminal": true}],
+  "transitions": [{"code": "FINISH", "from": "OPEN", "to": "DONE", "roles": ["sm_reviewer", "sm_outsider", "ghost_role"]}]}');
+
+-- The application role: USAGE + EXECUTE on the application API (README, "Privileges").
+CREATE ROLE sm_app LOGIN;
+CREATE ROLE sm_reviewer NOLOGIN;
+CREATE ROLE sm_outsider NOLOGIN;
+GRANT sm_reviewer TO sm_app;
+GRANT USAGE ON SCHEMA statemachine TO sm_app;
+GRANT EXECUTE ON FUNCTION
+    statemachine.create_case(text, text, uuid, text, uuid, uuid, jsonb),
+    statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb),
+    statemachine.check_transition(uuid, text, uuid, text, text, text, uuid[]),
+    statemachine.available_transitions(uuid, text, uuid),
+    statemachine.add_evidence(uuid, text, text, text, uuid),
+    statemachine.deactivate_evidence(uuid, uuid, text),
+    statemachine.assign_case(uuid, uuid, text, uuid, uuid),
+    statemachine.release_assignment(uuid, uuid, text, uuid, uuid),
+    statemachine.case_history(uuid),
+    statemachine.state_at(uuid, timestamptz),
+    statemachine.machine_definition(text, integer),
+    statemachine.validate_machine(jsonb)
+  TO sm_app;
+-- A role with no grants at all.
+CREATE ROLE sm_nobody LOGIN;
+
+SET SESSION AUTHORIZATION sm_app;
+SELECT session_user, current_user;
+-- Everything through the functions.
+SELECT current_state FROM statemachine.create_case('investigation', 'PRIV-1', 'a0000000-0000-0000-0000-000000000001', 'CASE_OWNER',
+       'c0000000-0000-0000-0000-000000000001', case_id => 'bb000000-0000-0000-0000-000000000001');
+SELECT to_state, recorded_by FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'SUBMIT_CASE',
+       'a0000000-0000-0000-0000-000000000001', 'CASE_OWNER', 'c0000000-0000-0000-0000-000000000002');
+SELECT to_state FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'ASSIGN_REVIEW',
+       'a0000000-0000-0000-0000-000000000002', 'SUPERVISOR', 'c0000000-0000-0000-0000-000000000003');
+SELECT statemachine.add_evidence('bb000000-0000-0000-0000-000000000001', 'REVIEW_REPORT', 's3://r', 'sha256:1',
+       'a0000000-0000-0000-0000-000000000003') AS ev \gset
+SELECT role_code FROM statemachine.assign_case('bb000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000003',
+       'REVIEWER', 'a0000000-0000-0000-0000-000000000002', 'c0000000-0000-0000-0000-000000000004');
+SELECT check_name, passed FROM statemachine.check_transition('bb000000-0000-0000-0000-000000000001', 'APPROVE_CASE',
+       'a0000000-0000-0000-0000-000000000003', 'REVIEWER', reason_text => 'fine', evidence_ids => ARRAY[:'ev']::uuid[]);
+SELECT transition_code, allowed FROM statemachine.available_transitions('bb000000-0000-0000-0000-000000000001', 'REVIEWER');
+SELECT to_state FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'APPROVE_CASE',
+       'a0000000-0000-0000-0000-000000000003', 'REVIEWER', 'c0000000-0000-0000-0000-000000000005',
+       reason_text => 'fine', evidence_ids => ARRAY[:'ev']::uuid[]);
+SELECT released_by FROM statemachine.release_assignment('bb000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000003',
+       'REVIEWER', 'a0000000-0000-0000-0000-000000000002', 'c0000000-0000-0000-0000-000000000006');
+SELECT reason FROM statemachine.deactivate_evidence(:'ev', 'a0000000-0000-0000-0000-000000000003', 'superseded');
+SELECT state_version, transition_code, recorded_by FROM statemachine.case_history('bb000000-0000-0000-0000-000000000001');
+SELECT statemachine.state_at('bb000000-0000-0000-0000-000000000001', clock_timestamp());
+SELECT statemachine.machine_definition('investigation')->>'machine';
+
+-- A temporary table first on the search_path does not capture the write path.
+CREATE TEMP TABLE case_state_transition (id uuid);
+SET search_path = pg_temp, public;
+SELECT to_state FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'CLOSE_CASE',
+       'a0000000-0000-0000-0000-000000000002', 'SUPERVISOR', 'c0000000-0000-0000-0000-000000000007');
+SELECT count(*) AS captured FROM pg_temp.case_state_transition;
+RESET search_path;
+
+-- Nothing directly: reads and writes of the tables are not even permitted.
+SELECT count(*) FROM statemachine.case_file;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM statemachine.v_case_current_state;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE statemachine.case_file SET current_state = 'OPEN';
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO statemachine.case_state_transition (id) VALUES (gen_random_uuid());
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM statemachine.case_assignment;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE statemachine.case_evidence_deactivation;
+\echo :LAST_ERROR_SQLSTATE
+-- Nor the administration functions.
+SELECT statemachine.define_machine(:'investigation');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.register_guard('g', 'pg_catalog.now()', 'x');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM statemachine.evaluate_sql_guard('pg_catalog.now()', 'boolean', NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
+
+-- role_source database: actor_role must be a PostgreSQL role the session user is in.
+SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', 'a0000000-0000-0000-0000-000000000001', 'sm_outsider',
+       'c0000000-0000-0000-0000-000000000010', case_id => 'bb000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', 'a0000000-0000-0000-0000-000000000001', 'sm_reviewer',
+       'c0000000-0000-0000-0000-000000000010', case_id => 'bb000000-0000-0000-0000-000000000002');
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', 'a0000000-0000-0000-0000-000000000001',
+       'sm_outsider', 'c0000000-0000-0000-0000-000000000011');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', 'a0000000-0000-0000-0000-000000000001',
+       'ghost_role', 'c0000000-0000-0000-0000-000000000011');
+\echo :LAST_ERROR_SQLSTATE
+SELECT transition_code, allowed, blocked_by FROM statemachine.available_transitions('bb000000-0000-0000-0000-000000000002', 'sm_outsider');
+SELECT to_state, actor_role FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH',
+       'a0000000-0000-0000-0000-000000000001', 'sm_reviewer', 'c0000000-0000-0000-0000-000000000011');
+RESET SESSION AUTHORIZATION;
+
+-- A role without grants cannot even reach the schema.
+SET SESSION AUTHORIZATION sm_nobody;
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'REOPEN_CASE', 'a0000000-0000-0000-0000-000000000001',
+       'SUPERVISOR', 'c0000000-0000-0000-0000-000000000020', reason_text => 'x');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+
+SELECT count(*) AS disagreements FROM statemachine.reconcile();
+
+-- Roles are cluster-wide: leave none behind.
+DROP OWNED BY sm_app, sm_nobody;
+DROP ROLE sm_app, sm_nobody, sm_reviewer, sm_outsider;
