@@ -115,6 +115,13 @@ static LOCK_CASE_ONLY: Stmt = Stmt {
     sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
+/// An assignment change is a change of the case: it updates the row (not just locks
+/// it), so a REPEATABLE READ transition that waited for it fails with 40001 instead of
+/// deciding on a snapshot that misses it.
+static TOUCH_CASE: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_file SET updated_at = GREATEST(updated_at, $2) WHERE id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID, TIMESTAMPTZ],
+};
 static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
     sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
           WHERE a.command_id OPERATOR(pg_catalog.=) $1",
@@ -575,6 +582,11 @@ impl AssignmentArgs {
         Ok(())
     }
 
+    /// Marks the case changed (see TOUCH_CASE); the door must be open.
+    fn touch_case(&self, spi: &Spi, now: i64) {
+        spi.run(&TOUCH_CASE, &[Some(self.case_d), Some(pg_sys::Datum::from(now))], 0);
+    }
+
     /// An earlier use of the command id: the same command's row, or SM008.
     fn replay(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> Option<SmResult<pg_sys::Datum>> {
         let r = spi.run(by_command, &[Some(self.command_d)], 1);
@@ -627,7 +639,11 @@ unsafe fn assign_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
         1,
     );
     match r.get(0, 1) {
-        Some(row) => Ok(spi.keep(row)),
+        Some(row) => {
+            let row = spi.keep(row);
+            args.touch_case(&spi, now);
+            Ok(row)
+        }
         None => args.replay(&spi, &ASSIGNMENT_BY_COMMAND, "assignment").unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default()))),
     }
 }
@@ -653,7 +669,11 @@ unsafe fn release_assignment(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
     let _door = door::open();
     let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d)], 1);
     match r.get(0, 1) {
-        Some(row) => Ok(spi.keep(row)),
+        Some(row) => {
+            let row = spi.keep(row);
+            args.touch_case(&spi, now);
+            Ok(row)
+        }
         None => args.replay(&spi, &RELEASE_BY_COMMAND, "release").unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default()))),
     }
 }
