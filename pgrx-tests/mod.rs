@@ -1,5 +1,6 @@
 // In-database tests (`cargo pgrx test`): the investigation machine's happy path, every
-// SM SQLSTATE provoked, idempotent replay, reopen after close. `#[pg_test(error = ..)]`
+// SM SQLSTATE provoked, idempotent replay, reopen after close, guards and their audit,
+// the dry run agreeing with available_transitions. `#[pg_test(error = ..)]`
 // compares messages only; SQLSTATEs are asserted through a real client in
 // tests/regress (psql's LAST_ERROR_SQLSTATE) and tests/driver.
 
@@ -61,7 +62,7 @@ fn happy_path_then_reopen_after_close() {
     assert_eq!(step("CLOSE_CASE", "SUPERVISOR", ""), "CLOSED");
     assert_eq!(step("REOPEN_CASE", "SUPERVISOR", ", reason_code => 'NEW_FACTS'"), "UNDER_REVIEW");
     assert_eq!(current(), ("UNDER_REVIEW".to_string(), 5));
-    let linked = Spi::get_one::<i64>("SELECT count(*) FROM statemachine.case_transition_evidence WHERE purpose = 'APPROVE_CASE'").unwrap();
+    let linked = Spi::get_one::<i64>("SELECT count(*) FROM statemachine.case_transition_evidence WHERE purpose = 'required'").unwrap();
     assert_eq!(linked, Some(1));
     let kinds = Spi::get_one::<String>(&format!(
         "SELECT string_agg(transition_kind, ',' ORDER BY state_version) FROM statemachine.case_history('{CASE}')"
@@ -222,4 +223,105 @@ fn sm009_unknown_transition_code() {
 #[pg_test(error = "invalid machine definition: 1 problem")]
 fn sm010_invalid_definition() {
     define(&INVESTIGATION.replace(r#""to": "REJECTED""#, r#""to": "NOWHERE""#));
+}
+
+// A machine with a four-eyes guard and an assignment guard, audited.
+const GUARDED: &str = r#"{"machine": "guarded",
+  "states": [{"code": "OPEN", "initial": true}, {"code": "SUBMITTED"}, {"code": "DONE", "terminal": true}, {"code": "DROPPED", "terminal": true}],
+  "transitions": [
+    {"code": "SUBMIT", "from": "OPEN", "to": "SUBMITTED"},
+    {"code": "APPROVE", "from": "SUBMITTED", "to": "DONE", "audit_guards": true,
+     "guards": [{"guard": "distinct_actor", "transition": "SUBMIT"}, {"guard": "requires_assignment", "role": "REVIEWER"}]},
+    {"code": "DROP", "from": ["OPEN", "SUBMITTED"], "to": "DROPPED", "requires_reason": true,
+     "reasons": [{"code": "DUPLICATE", "label": "Duplicate"}]}]}"#;
+const OTHER: &str = "00000000-0000-0000-0000-0000000000b2";
+
+fn new_guarded_case() {
+    define(GUARDED);
+    Spi::run(&format!("SELECT statemachine.create_case('guarded', 'G-1', '{ACTOR}', 'CLERK', gen_random_uuid(), '{CASE}')")).unwrap();
+    step("SUBMIT", "CLERK", "");
+}
+
+fn transition_as(actor: &str, code: &str) -> String {
+    Spi::get_one::<String>(&format!(
+        "SELECT (statemachine.transition_case('{CASE}', '{code}', '{actor}', 'REVIEWER', gen_random_uuid())).to_state"
+    ))
+    .unwrap()
+    .unwrap()
+}
+
+fn assign(actor: &str) {
+    Spi::run(&format!("SELECT statemachine.assign_case('{CASE}', '{actor}', 'REVIEWER', '{ACTOR}', gen_random_uuid())")).unwrap();
+}
+
+#[pg_test]
+fn audited_transition_stores_every_guard_it_passed() {
+    new_guarded_case();
+    assign(OTHER);
+    assert_eq!(transition_as(OTHER, "APPROVE"), "DONE");
+    let rows = Spi::get_one::<String>(
+        "SELECT string_agg(g.guard_code || '=' || g.passed, ',' ORDER BY g.guard_code) \
+         FROM statemachine.case_transition_guard_result g JOIN statemachine.case_state_transition t ON t.id = g.transition_id \
+         WHERE t.transition_code = 'APPROVE' AND g.evaluated_at = t.occurred_at",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, "distinct_actor=true,requires_assignment=true");
+    let prior = Spi::get_one::<String>("SELECT evidence->>'prior_actor_id' FROM statemachine.case_transition_guard_result WHERE guard_code = 'distinct_actor'")
+        .unwrap()
+        .unwrap();
+    assert_eq!(prior, ACTOR);
+}
+
+#[pg_test(error = "guard distinct_actor refused APPROVE")]
+fn sm002_four_eyes() {
+    new_guarded_case();
+    assign(ACTOR);
+    transition_as(ACTOR, "APPROVE");
+}
+
+#[pg_test(error = "guard requires_assignment refused APPROVE")]
+fn sm002_released_assignment_no_longer_counts() {
+    new_guarded_case();
+    assign(OTHER);
+    Spi::run(&format!("SELECT statemachine.release_assignment('{CASE}', '{OTHER}', 'REVIEWER', '{ACTOR}', gen_random_uuid())")).unwrap();
+    transition_as(OTHER, "APPROVE");
+}
+
+#[pg_test(error = "reason code NOPE is not allowed for DROP")]
+fn sm004_reason_code_outside_the_declared_list() {
+    new_guarded_case();
+    step("DROP", "CLERK", ", reason_code => 'NOPE'");
+}
+
+#[pg_test(error = "no active REVIEWER assignment of 00000000-0000-0000-0000-0000000000b2 on case 11111111-1111-1111-1111-111111111111")]
+fn sm009_release_without_assignment() {
+    new_guarded_case();
+    Spi::run(&format!("SELECT statemachine.release_assignment('{CASE}', '{OTHER}', 'REVIEWER', '{ACTOR}', gen_random_uuid())")).unwrap();
+}
+
+/// The UI's list and the dry run come from one evaluation: for every legal transition,
+/// `allowed` is exactly "every check of check_transition passed", for several actors.
+#[pg_test]
+fn available_transitions_agrees_with_check_transition() {
+    new_guarded_case();
+    for (actor, assigned) in [(ACTOR, false), (OTHER, false), (OTHER, true)] {
+        if assigned {
+            assign(actor);
+        }
+        let disagreements = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM statemachine.available_transitions('{CASE}', 'REVIEWER', '{actor}') a \
+             WHERE a.allowed IS DISTINCT FROM (SELECT bool_and(c.passed) FROM statemachine.check_transition('{CASE}', a.transition_code, \
+                   '{actor}', 'REVIEWER', reason_code => 'DUPLICATE') c)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(disagreements, 0, "actor {actor}, assigned {assigned}");
+    }
+    let allowed = Spi::get_one::<bool>(&format!(
+        "SELECT allowed FROM statemachine.available_transitions('{CASE}', 'REVIEWER', '{OTHER}') WHERE transition_code = 'APPROVE'"
+    ))
+    .unwrap()
+    .unwrap();
+    assert!(allowed);
 }

@@ -1,6 +1,8 @@
 //! pg_statemachine through a real client driver (the Rust `postgres` crate) over a socket:
 //! 1. every SM SQLSTATE arrives at the client as such, with DETAIL and HINT;
-//! 2. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
+//! 2. guards as a client sees them: SM002/SM004/SM005 with their DETAIL and HINT, a guard
+//!    function's own SQLSTATE passed through with a CONTEXT naming the guard;
+//! 3. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
 //!    with the same command_id); afterwards reconcile() is empty and versions are gapless.
 //! Connection from SM_DATABASE_URL, machine files from SM_EXAMPLES. Ends with
 //! "N passed, N failed".
@@ -90,6 +92,72 @@ fn sqlstates(c: &mut Client) -> Vec<(String, Result<(), String>)> {
             Err(format!("unexpected hint {hint:?}"))
         },
     ));
+    out
+}
+
+/// The error a statement raises, if any.
+fn error_of(c: &mut Client, sql: &str) -> Option<postgres::error::DbError> {
+    c.batch_execute(sql).err().and_then(|e| e.as_db_error().cloned())
+}
+
+fn guards(c: &mut Client) -> Vec<(String, Result<(), String>)> {
+    c.batch_execute(
+        r#"CREATE FUNCTION public.driver_policy(case_id uuid, context jsonb) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+           BEGIN RAISE EXCEPTION USING ERRCODE = 'PX001', MESSAGE = 'policy service says no', DETAIL = 'case type unknown'; END $$;
+           SELECT statemachine.register_guard('driver_policy', 'public.driver_policy(uuid,jsonb)', 'raises its own SQLSTATE');
+           SELECT statemachine.define_machine('{"machine": "driver_guarded",
+             "states": [{"code": "OPEN", "initial": true}, {"code": "SUBMITTED"}, {"code": "DONE", "terminal": true}],
+             "transitions": [
+               {"code": "SUBMIT", "from": "OPEN", "to": "SUBMITTED"},
+               {"code": "APPROVE", "from": "SUBMITTED", "to": "DONE", "requires_evidence": ["REVIEW_REPORT"],
+                "guards": [{"guard": "distinct_actor", "transition": "SUBMIT"}]},
+               {"code": "REJECT", "from": "SUBMITTED", "to": "DONE", "requires_reason": true,
+                "reasons": [{"code": "DUPLICATE", "label": "Duplicate"}]},
+               {"code": "ASK_POLICY", "from": "SUBMITTED", "to": "SUBMITTED", "guards": [{"guard": "sql", "name": "driver_policy"}]}]}');
+           SELECT statemachine.create_case('driver_guarded', 'G-1', 'a0000000-0000-0000-0000-000000000001', 'CLERK', 'e0000000-0000-0000-0000-000000000001', 'e1000000-0000-0000-0000-0000000000e1');
+           SELECT statemachine.transition_case('e1000000-0000-0000-0000-0000000000e1', 'SUBMIT', 'a0000000-0000-0000-0000-000000000001', 'CLERK', 'e0000000-0000-0000-0000-000000000002');
+           SELECT statemachine.add_evidence('e1000000-0000-0000-0000-0000000000e1', 'PHOTO', 's3://p', 'sha256:p', 'a0000000-0000-0000-0000-000000000001');"#,
+    )
+    .expect("guard fixtures");
+    let t = |code: &str, actor: &str, extra: &str| {
+        format!("SELECT statemachine.transition_case('e1000000-0000-0000-0000-0000000000e1', '{code}', '{actor}', 'R', gen_random_uuid(){extra})")
+    };
+    let (submitter, reviewer) = ("a0000000-0000-0000-0000-000000000001", "a0000000-0000-0000-0000-000000000002");
+    let evidence_of = |ty: &str| format!(", evidence_ids => ARRAY(SELECT id FROM statemachine.case_evidence WHERE evidence_type = '{ty}')");
+    let mut out: Vec<(String, Result<(), String>)> = Vec::new();
+    let mut check = |name: &str, ok: bool, got: Option<postgres::error::DbError>| {
+        out.push((format!("guards: {name}"), if ok { Ok(()) } else { Err(format!("{got:?}")) }));
+    };
+
+    let e = error_of(c, &t("APPROVE", reviewer, &evidence_of("PHOTO")));
+    let ok = e.as_ref().is_some_and(|e| e.code().code() == "SM005" && e.message() == "transition APPROVE requires evidence of type REVIEW_REPORT");
+    check("SM005 names the missing evidence type", ok, e);
+
+    c.batch_execute("SELECT statemachine.add_evidence('e1000000-0000-0000-0000-0000000000e1', 'REVIEW_REPORT', 's3://r', 'sha256:r', 'a0000000-0000-0000-0000-000000000001')")
+        .expect("report");
+    let e = error_of(c, &t("APPROVE", submitter, &evidence_of("REVIEW_REPORT")));
+    let ok = e.as_ref().is_some_and(|e| e.code().code() == "SM002" && e.detail().is_some_and(|d| d.contains("also performed SUBMIT")));
+    check("SM002 four-eyes, DETAIL names the earlier transition", ok, e);
+
+    let e = error_of(c, &t("REJECT", reviewer, ", reason_code => 'NOPE'"));
+    let ok = e.as_ref().is_some_and(|e| e.code().code() == "SM004" && e.hint() == Some("Allowed reason codes for REJECT: DUPLICATE (Duplicate)."));
+    check("SM004 HINT lists the allowed reason codes", ok, e);
+
+    let e = error_of(c, &t("ASK_POLICY", reviewer, ""));
+    let ok = e.as_ref().is_some_and(|e| {
+        e.code().code() == "PX001"
+            && e.message() == "policy service says no"
+            && e.detail() == Some("case type unknown")
+            && e.where_().is_some_and(|w| w.contains("statemachine guard driver_policy (public.driver_policy(uuid,jsonb)) of transition ASK_POLICY"))
+    });
+    check("a guard's own SQLSTATE arrives unchanged, CONTEXT names the guard", ok, e);
+
+    let e = error_of(c, &t("APPROVE", reviewer, &evidence_of("REVIEW_REPORT")));
+    let done: Option<String> = c
+        .query_one("SELECT current_state FROM statemachine.case_file WHERE id = 'e1000000-0000-0000-0000-0000000000e1'", &[])
+        .ok()
+        .map(|r| r.get(0));
+    check("another actor with the report approves", e.is_none() && done.as_deref() == Some("DONE"), e);
     out
 }
 
@@ -199,6 +267,7 @@ fn hammer(c: &mut Client) -> Vec<(String, Result<(), String>)> {
 fn main() {
     let mut c = connect();
     let mut results = sqlstates(&mut c);
+    results.extend(guards(&mut c));
     results.extend(hammer(&mut c));
     let mut failed = 0;
     for (name, r) in &results {
