@@ -411,7 +411,7 @@ END
 $guards$;
 
 ------------------------------------------------------------------------------------------
--- The API (see README and docs/privileges.md)
+-- The API (see README: "SQL reference" and "Privileges"; docs/guards.md)
 --
 -- Every function is SECURITY DEFINER with a pinned search_path: an application role
 -- needs only USAGE on the schema and EXECUTE on the functions, never a table privilege,

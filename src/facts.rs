@@ -8,6 +8,7 @@ use crate::spi::{Spi, Stmt, INTERVAL, OID, TEXT, TIMESTAMPTZ, UUID};
 use pgrx::pg_sys;
 use serde_json::Value;
 use statemachine_core::checks::{ActiveAssignment, PriorActor};
+use statemachine_core::refusal::RaisedByGuard;
 use statemachine_core::{Facts, Interval, Membership, Refusal, SqlOutcome};
 use std::ffi::{CStr, CString};
 
@@ -144,7 +145,7 @@ impl Facts for DbFacts<'_> {
             )
         };
         if let Some(sqlstate) = r.text(0, 3) {
-            return SqlOutcome::Failed(Refusal::GuardRaised {
+            return SqlOutcome::Failed(Refusal::GuardRaised(Box::new(RaisedByGuard {
                 code: context["transition"].as_str().unwrap_or_default().to_owned(),
                 guard: guard_code.into(),
                 function,
@@ -153,7 +154,7 @@ impl Facts for DbFacts<'_> {
                 detail: r.text(0, 5).filter(|s| !s.is_empty()),
                 hint: r.text(0, 6).filter(|s| !s.is_empty()),
                 context: r.text(0, 7).map(|c| guard_frames(&c)).filter(|s| !s.is_empty()),
-            });
+            })));
         }
         let evidence = r.text(0, 2).map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)));
         SqlOutcome::Verdict { passed: r.bool(0, 1), evidence }

@@ -41,16 +41,7 @@ pub enum Refusal {
     EvidenceInvalid { code: String, problems: Vec<(String, String)> },
     GuardFailed { code: String, guard: String, reason: String },
     /// A SQL guard function raised an error: re-raised as it was, with a CONTEXT line.
-    GuardRaised {
-        code: String,
-        guard: String,
-        function: String,
-        sqlstate: String,
-        message: String,
-        detail: Option<String>,
-        hint: Option<String>,
-        context: Option<String>,
-    },
+    GuardRaised(Box<RaisedByGuard>),
     /// A write-path function was called from inside a guard (SM007).
     GuardReentry { function: String },
     /// A `sql` guard's name is not registered, or its function no longer exists (42883).
@@ -77,6 +68,19 @@ pub enum Refusal {
     CommandInFlight,
     /// The guard trigger function was called directly (39P01).
     NotATrigger,
+}
+
+/// The error a SQL guard function raised, and which guard of which transition it was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RaisedByGuard {
+    pub code: String,
+    pub guard: String,
+    pub function: String,
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    pub context: Option<String>,
 }
 
 /// What is raised: SQLSTATE, one-line message, DETAIL and HINT.
@@ -127,7 +131,7 @@ fn legal_hint(state: &str, legal: &[(String, String, Kind)]) -> String {
 impl Refusal {
     pub fn sqlstate(&self) -> &str {
         match self {
-            Refusal::GuardRaised { sqlstate, .. } => sqlstate,
+            Refusal::GuardRaised(r) => &r.sqlstate,
             Refusal::RoleNotMember { .. } => ROLE_NOT_PERMITTED,
             Refusal::ReasonNotAllowed { .. } => REASON_REQUIRED,
             Refusal::EvidenceTypesMissing { .. } => EVIDENCE_REQUIRED,
@@ -162,7 +166,7 @@ impl Refusal {
     pub fn check_detail(&self) -> String {
         match self {
             Refusal::GuardFailed { reason, .. } => reason.clone(),
-            Refusal::GuardRaised { sqlstate, message, .. } => format!("raised {sqlstate}: {message}"),
+            Refusal::GuardRaised(r) => format!("raised {}: {}", r.sqlstate, r.message),
             Refusal::RoleNotPermitted { actor_role, allowed, .. } => {
                 format!("role {actor_role} is not permitted (permitted: {})", allowed.join(", "))
             }
@@ -179,7 +183,7 @@ impl Refusal {
             }
             Refusal::RoleNotMember { actor_role, .. } => format!("role: no PostgreSQL role {actor_role}"),
             Refusal::GuardFailed { guard, reason, .. } => format!("{guard}: {reason}"),
-            Refusal::GuardRaised { guard, sqlstate, message, .. } => format!("{guard}: raised {sqlstate}: {message}"),
+            Refusal::GuardRaised(r) => format!("{}: raised {}: {}", r.guard, r.sqlstate, r.message),
             Refusal::ReasonRequired { allowed, .. } if !allowed.is_empty() => {
                 format!("reason code required ({})", allowed.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", "))
             }
@@ -313,7 +317,7 @@ impl Refusal {
                     format!("Satisfy guard {guard} and retry.")
                 }),
             ),
-            Refusal::GuardRaised { message, detail, hint, .. } => (message.clone(), detail.clone(), hint.clone()),
+            Refusal::GuardRaised(r) => (r.message.clone(), r.detail.clone(), r.hint.clone()),
             Refusal::GuardReentry { function } => (
                 format!("statemachine.{function}() cannot be called from inside a guard"),
                 Some("Guards decide whether a transition may happen; they do not change cases, history, evidence or assignments.".into()),
@@ -382,9 +386,9 @@ impl Refusal {
             Refusal::NotATrigger => ("statemachine.guard_direct_write() can only run as a trigger".into(), None, None),
         };
         let context = match self {
-            Refusal::GuardRaised { code, guard, function, context, .. } => {
-                let ours = format!("statemachine guard {guard} ({function}) of transition {code} on case {id}");
-                Some(match context {
+            Refusal::GuardRaised(r) => {
+                let ours = format!("statemachine guard {} ({}) of transition {} on case {id}", r.guard, r.function, r.code);
+                Some(match &r.context {
                     Some(c) if !c.is_empty() => format!("{c}\n{ours}"),
                     _ => ours,
                 })

@@ -81,6 +81,7 @@ fn req<'a>(state: &'a str, code: &'a str, role: &'a str) -> Request<'a> {
     }
 }
 
+#[allow(clippy::result_large_err)] // test helper: the refusal is inspected right away
 fn decide(m: &CompiledMachine, r: &Request<'_>, w: &mut World) -> Result<String, Refusal> {
     m.decide(r, w, WRITE).map(|(rule, _)| rule.to.clone())
 }
@@ -350,7 +351,7 @@ fn database_role_source_needs_membership() {
 #[test]
 fn a_raised_guard_keeps_its_sqlstate_and_gains_a_context_line() {
     let m = guarded();
-    let raised = Refusal::GuardRaised {
+    let raised = Refusal::GuardRaised(Box::new(statemachine_core::refusal::RaisedByGuard {
         code: "APPROVE".into(),
         guard: "min_reviewers".into(),
         function: "public.min_reviewers(uuid,jsonb)".into(),
@@ -359,7 +360,7 @@ fn a_raised_guard_keeps_its_sqlstate_and_gains_a_context_line() {
         detail: None,
         hint: None,
         context: Some("PL/pgSQL function public.min_reviewers(uuid,jsonb) line 3 at RAISE".into()),
-    };
+    }));
     let mut w = World { prior: vec![("SUBMIT".into(), BOB)], assignments: vec![(ALICE, "REVIEWER".into())], ..World::default() };
     w.sql.push(("min_reviewers".into(), SqlOutcome::Failed(raised)));
     let ev = [evidence(1, CASE, true, "REVIEW_REPORT")];
