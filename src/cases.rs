@@ -8,7 +8,7 @@
 //! return its row, §15), move the case, link the evidence, store the guard audit. Four
 //! statements on the happy path of an unguarded rule, each a plan kept per backend.
 
-use crate::facts::{membership, DbFacts};
+use crate::facts::{membership, DbFacts, ACTIVE_ASSIGNMENT};
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::{door, machines, sql_function};
@@ -126,15 +126,6 @@ static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
     sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
           WHERE a.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
-};
-static ACTIVE_ASSIGNMENT_ROW: Stmt = Stmt {
-    sql: "SELECT a.id, a FROM statemachine.case_assignment a \
-          WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
-            AND a.role_code OPERATOR(pg_catalog.=) $3 \
-            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
-                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
-          ORDER BY a.assigned_at DESC LIMIT 1",
-    args: &[UUID, UUID, TEXT],
 };
 static INSERT_ASSIGNMENT: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_assignment AS a (id, case_id, assignee_id, role_code, assigned_by, assigned_at, command_id) \
@@ -619,8 +610,8 @@ unsafe fn assign_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
     }
     let role_d = Some(text_datum(&args.role));
     // Already assigned in that role: nothing to add; the assignment in force is the answer.
-    let active = spi.run(&ACTIVE_ASSIGNMENT_ROW, &[Some(args.case_d), Some(args.assignee_d), role_d], 1);
-    if let Some(row) = active.get(0, 2) {
+    let active = spi.run(&ACTIVE_ASSIGNMENT, &[Some(args.case_d), Some(args.assignee_d), role_d], 1);
+    if let Some(row) = active.get(0, 3) {
         return Ok(spi.keep(row));
     }
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
@@ -656,7 +647,7 @@ unsafe fn release_assignment(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
     if let Some(replayed) = args.replay(&spi, &RELEASE_BY_COMMAND, "release") {
         return replayed;
     }
-    let active = spi.run(&ACTIVE_ASSIGNMENT_ROW, &[Some(args.case_d), Some(args.assignee_d), Some(text_datum(&args.role))], 1);
+    let active = spi.run(&ACTIVE_ASSIGNMENT, &[Some(args.case_d), Some(args.assignee_d), Some(text_datum(&args.role))], 1);
     let Some(assignment_id) = active.get(0, 1) else {
         return Err(Refusal::AssignmentNotFound {
             case_id: uuid_string(&unsafe { uuid_from_datum(args.case_d) }),

@@ -26,8 +26,9 @@ static PRIOR_ACTOR: Stmt = Stmt {
           ORDER BY t.state_version DESC LIMIT 1",
     args: &[UUID, TEXT],
 };
-static ACTIVE_ASSIGNMENT: Stmt = Stmt {
-    sql: "SELECT a.id, a.assigned_at::pg_catalog.text FROM statemachine.case_assignment a \
+/// The assignment in force of (case, assignee, role): its id, when, and the whole row.
+pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
+    sql: "SELECT a.id, a.assigned_at::pg_catalog.text, a FROM statemachine.case_assignment a \
           WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
             AND a.role_code OPERATOR(pg_catalog.=) $3 \
             AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \

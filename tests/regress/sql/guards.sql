@@ -2,7 +2,9 @@
 \set VERBOSITY default
 \set SHOW_CONTEXT errors
 -- A fresh install: this file does not depend on what core and attacks left behind.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_statemachine;
+RESET client_min_messages;
 CREATE EXTENSION pg_statemachine;
 
 ------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 -- nothing directly. Also role_source database.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_statemachine;
+RESET client_min_messages;
 CREATE EXTENSION pg_statemachine;
 \set investigation `cat ../../examples/investigation.json`
 
