@@ -1,9 +1,11 @@
 //! A thin SPI layer: statements prepared once per backend and kept (`SPI_keepplan`),
 //! executed with datums straight from the caller's arguments.
 //!
-//! Every statement text schema-qualifies its tables, functions and operators, so that
-//! neither the caller's `search_path` nor a re-plan after a `search_path` change can
-//! bind it to anything outside `statemachine` and `pg_catalog`.
+//! Statement texts schema-qualify their tables, functions and operators, and every
+//! entry point runs with `search_path = pg_catalog, pg_temp` (SECURITY DEFINER ...
+//! SET search_path), so neither the caller's `search_path` nor a re-plan can bind a
+//! statement to anything outside `statemachine` and `pg_catalog`. (The catalog queries
+//! of register_guard lean on the pinned path for names such as `pg_proc` and `unnest`.)
 
 use pgrx::pg_sys;
 use std::cell::RefCell;
