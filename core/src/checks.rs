@@ -116,7 +116,8 @@ pub struct Options {
 pub const WRITE: Options = Options { stop_at_failure: true, describe: false };
 pub const DRY_RUN: Options = Options { stop_at_failure: false, describe: true };
 
-/// The checks' result; the first failure is the refusal.
+/// The checks' result; the first failure is the refusal. When described, `checks` holds
+/// every evaluated check; otherwise only a failing one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Evaluation {
     pub checks: Vec<Check>,
@@ -157,6 +158,10 @@ impl Builder {
         evidence: impl FnOnce() -> Value,
     ) -> bool {
         let passed = outcome.is_ok();
+        if passed && !self.opts.describe {
+            // The write path only needs a failure; a passing check costs no allocation.
+            return false;
+        }
         let (detail, evidence) = if self.opts.describe {
             let d = match &outcome {
                 Err(r) => r.check_detail(),
