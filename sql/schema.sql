@@ -78,6 +78,8 @@ CREATE TABLE statemachine.transition_rule (
     requires_evidence  boolean NOT NULL DEFAULT false,
     evidence_types     text[],
     audit_guards       boolean NOT NULL DEFAULT false,
+    emit_event         text,
+    fire_after         interval CONSTRAINT transition_rule_fire_after_chk CHECK (fire_after > interval '0'),
     kind               text NOT NULL DEFAULT 'normal'
                        CONSTRAINT transition_rule_kind_chk CHECK (kind IN ('normal', 'reopen', 'reversal', 'correction', 'admin')),
     CONSTRAINT transition_rule_evidence_types_chk
@@ -94,6 +96,8 @@ COMMENT ON COLUMN statemachine.transition_rule.to_state IS 'State the case moves
 COMMENT ON COLUMN statemachine.transition_rule.requires_reason IS 'reason_code or reason_text must be given (SM004).';
 COMMENT ON COLUMN statemachine.transition_rule.requires_evidence IS 'At least one active evidence row of the case must be passed in evidence_ids (SM005).';
 COMMENT ON COLUMN statemachine.transition_rule.evidence_types IS 'Evidence types of which at least one usable item each must be passed ("requires_evidence": [..]); NULL: any type.';
+COMMENT ON COLUMN statemachine.transition_rule.emit_event IS 'Outbox event type written in the same transaction as every such transition ("emit", seed 003 §16); NULL: none.';
+COMMENT ON COLUMN statemachine.transition_rule.fire_after IS 'A timed transition ("after"): statemachine.run_due_transitions() performs it, as role SYSTEM with reason TIMER, once the case has been in from_state this long.';
 COMMENT ON COLUMN statemachine.transition_rule.audit_guards IS 'Store every evaluated guard of this transition in statemachine.case_transition_guard_result (seed 003 §9.3).';
 COMMENT ON COLUMN statemachine.transition_rule.kind IS 'normal, reopen, reversal, correction or admin; only reopen, correction and admin may leave a terminal state.';
 
@@ -209,6 +213,8 @@ CREATE TABLE statemachine.case_file (
 -- Work queue by state (seed 003 §22) and "stuck in a state since" (age per state).
 CREATE INDEX case_file_current_state_updated_idx ON statemachine.case_file (current_state, updated_at DESC);
 CREATE INDEX case_file_state_age_idx ON statemachine.case_file (machine, current_state, state_entered_at);
+-- Due timed transitions: cases of a version in a state, oldest first (run_due_transitions).
+CREATE INDEX case_file_version_state_age_idx ON statemachine.case_file (machine_version_id, current_state, state_entered_at);
 COMMENT ON TABLE statemachine.case_file IS 'Cases and their current state: a fast-read summary of statemachine.case_state_transition, written only by create_case and transition_case (reconcile() proves they agree).';
 COMMENT ON COLUMN statemachine.case_file.id IS 'Case identity.';
 COMMENT ON COLUMN statemachine.case_file.machine IS 'The machine governing this case.';
@@ -339,6 +345,46 @@ COMMENT ON COLUMN statemachine.case_transition_guard_result.evaluated_at IS 'Whe
 COMMENT ON COLUMN statemachine.case_transition_guard_result.evidence IS 'What the guard saw: for distinct_actor the prior actor, for requires_assignment the assignment, for sql guards the evidence the function returned.';
 
 ------------------------------------------------------------------------------------------
+-- Transactional outbox (seed 003 §16)
+------------------------------------------------------------------------------------------
+
+CREATE TABLE statemachine.outbox_event (
+    id             uuid PRIMARY KEY,
+    aggregate_id   uuid NOT NULL REFERENCES statemachine.case_file (id),
+    aggregate_seq  bigint NOT NULL,
+    event_type     text NOT NULL,
+    transition_id  uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    payload        jsonb NOT NULL,
+    correlation_id uuid,
+    causation_id   uuid,
+    created_at     timestamptz NOT NULL,
+    attempts       integer NOT NULL DEFAULT 0,
+    claimed_by     text,
+    claimed_at     timestamptz,
+    lease_until    timestamptz,
+    acked_at       timestamptz,
+    CONSTRAINT outbox_event_transition_uk UNIQUE (transition_id),
+    CONSTRAINT outbox_event_aggregate_seq_uk UNIQUE (aggregate_id, aggregate_seq)
+);
+-- What claim_outbox scans: unacknowledged events in creation order.
+CREATE INDEX outbox_event_pending_idx ON statemachine.outbox_event (created_at, id) WHERE acked_at IS NULL;
+COMMENT ON TABLE statemachine.outbox_event IS 'Events written in the same transaction as the transitions that emit them (definition key "emit"); consumers take them with claim_outbox and confirm with ack_outbox. If a case''s history has an emitting transition, its event is here (reconcile_outbox).';
+COMMENT ON COLUMN statemachine.outbox_event.id IS 'Event identity (time-ordered UUID v7).';
+COMMENT ON COLUMN statemachine.outbox_event.aggregate_id IS 'The case the event is about.';
+COMMENT ON COLUMN statemachine.outbox_event.aggregate_seq IS 'Order within the case: the transition''s state_version. An event is not handed out while an earlier one of its case is unacknowledged.';
+COMMENT ON COLUMN statemachine.outbox_event.event_type IS 'The rule''s "emit" value, e.g. CaseApproved.';
+COMMENT ON COLUMN statemachine.outbox_event.transition_id IS 'The history row that emitted it.';
+COMMENT ON COLUMN statemachine.outbox_event.payload IS 'The transition (case, machine, from/to state, code, version, actor, role, reason, time, command id) and its correlation and causation ids.';
+COMMENT ON COLUMN statemachine.outbox_event.correlation_id IS 'The transition''s correlation id.';
+COMMENT ON COLUMN statemachine.outbox_event.causation_id IS 'The transition''s causation id.';
+COMMENT ON COLUMN statemachine.outbox_event.created_at IS 'When the transition happened.';
+COMMENT ON COLUMN statemachine.outbox_event.attempts IS 'How many times the event was handed out (claim_outbox); more than 1 means a lease expired and it was delivered again.';
+COMMENT ON COLUMN statemachine.outbox_event.claimed_by IS 'Consumer holding (or last holding) the event.';
+COMMENT ON COLUMN statemachine.outbox_event.claimed_at IS 'When it was last handed out.';
+COMMENT ON COLUMN statemachine.outbox_event.lease_until IS 'Until when the claim holds; after that the event is handed out again.';
+COMMENT ON COLUMN statemachine.outbox_event.acked_at IS 'When a consumer confirmed it (ack_outbox); NULL while pending.';
+
+------------------------------------------------------------------------------------------
 -- Assignments (seed 003 §24): append-only periods, released by a second row.
 ------------------------------------------------------------------------------------------
 
@@ -393,7 +439,7 @@ BEGIN
                              'transition_reason', 'transition_guard', 'guard_function',
                              'case_file', 'case_state_transition', 'case_evidence', 'case_evidence_deactivation',
                              'case_transition_evidence', 'case_transition_guard_result',
-                             'case_assignment', 'case_assignment_release']
+                             'case_assignment', 'case_assignment_release', 'outbox_event']
     LOOP
         -- zz_: BEFORE triggers fire in name order; the guard should see the row as
         -- every other BEFORE trigger left it.
@@ -525,6 +571,150 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION statemachine.evaluate_sql_guard(regprocedure, text, uuid, jsonb) IS 'Internal: calls one sql guard function, catching its error so the write path can re-raise it with the guard named in CONTEXT.';
+
+CREATE FUNCTION statemachine.claim_outbox(consumer text, batch integer, lease interval)
+    RETURNS SETOF statemachine.outbox_event
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_claim_outbox';
+COMMENT ON FUNCTION statemachine.claim_outbox(text, integer, interval) IS 'Hands out up to batch pending events to consumer for lease (FOR UPDATE SKIP LOCKED: concurrent consumers never get the same event; an event waits while an earlier one of its case is unacknowledged; an expired lease hands an event out again).';
+
+CREATE FUNCTION statemachine.ack_outbox(ids uuid[]) RETURNS integer
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_ack_outbox';
+COMMENT ON FUNCTION statemachine.ack_outbox(uuid[]) IS 'Confirms events as delivered; returns how many were newly acknowledged (acknowledging again is harmless).';
+
+CREATE FUNCTION statemachine.reconcile_outbox()
+    RETURNS TABLE (transition_id uuid, case_id uuid, transition_code text, event_type text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.id, t.case_id, t.transition_code, r.emit_event
+      FROM statemachine.case_state_transition t
+      JOIN statemachine.machine_version v ON v.machine = t.machine AND v.version = t.policy_version
+      JOIN statemachine.transition_rule r
+        ON r.machine_version_id = v.id AND r.from_state = t.from_state AND r.transition_code = t.transition_code
+     WHERE r.emit_event IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM statemachine.outbox_event o WHERE o.transition_id = t.id)
+     ORDER BY t.case_id, t.state_version
+$$;
+COMMENT ON FUNCTION statemachine.reconcile_outbox() IS 'Every transition whose rule emits an event but has no outbox event (seed 003 §16: "if state says approved, the event exists"); zero rows is the healthy answer.';
+
+CREATE FUNCTION statemachine.bulk_transition(
+    case_ids uuid[], transition_code text, actor_id uuid, actor_role text, reason_code text, reason_text text,
+    correlation_id uuid, on_error text DEFAULT 'abort')
+    RETURNS TABLE (case_id uuid, ok boolean, to_state text, state_version bigint, error_sqlstate text, error_message text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id uuid;
+    t statemachine.case_state_transition;
+BEGIN
+    IF on_error IS NULL OR on_error NOT IN ('abort', 'skip') THEN
+        RAISE EXCEPTION 'on_error must be abort or skip, not %', coalesce(on_error, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF correlation_id IS NULL THEN
+        RAISE EXCEPTION 'correlation_id must not be NULL'
+            USING ERRCODE = '22004', HINT = 'It ties the bulk''s history rows together and makes a re-run idempotent.';
+    END IF;
+    -- Cases in id order, so that two bulks lock in the same order and cannot deadlock.
+    FOR id IN SELECT DISTINCT u.id FROM unnest(case_ids) AS u(id) WHERE u.id IS NOT NULL ORDER BY 1 LOOP
+        case_id := id;
+        IF on_error = 'abort' THEN
+            t := statemachine.bulk_transition_one(id, transition_code, actor_id, actor_role, reason_code, reason_text, correlation_id);
+            ok := true; to_state := t.to_state; state_version := t.state_version; error_sqlstate := NULL; error_message := NULL;
+        ELSE
+            BEGIN
+                t := statemachine.bulk_transition_one(id, transition_code, actor_id, actor_role, reason_code, reason_text, correlation_id);
+                ok := true; to_state := t.to_state; state_version := t.state_version; error_sqlstate := NULL; error_message := NULL;
+            EXCEPTION WHEN OTHERS THEN
+                ok := false; to_state := NULL; state_version := NULL;
+                GET STACKED DIAGNOSTICS error_sqlstate = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+            END;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION statemachine.bulk_transition(uuid[], text, uuid, text, text, text, uuid, text) IS 'Maintenance through the front door (seed 003 §28): transition_case for each case, each with its own history row sharing correlation_id. on_error abort: the first refusal aborts all; skip: each case in its own subtransaction, the result says per case what happened. Re-running with the same correlation_id is idempotent.';
+
+-- One case of a bulk: its command_id is derived from (correlation_id, case, code), so a
+-- re-run of the same bulk replays instead of transitioning twice.
+CREATE FUNCTION statemachine.bulk_transition_one(
+    case_id uuid, transition_code text, actor_id uuid, actor_role text, reason_code text, reason_text text,
+    correlation_id uuid)
+    RETURNS statemachine.case_state_transition
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT statemachine.transition_case($1, $2, $3, $4,
+               md5('bulk:' || $7::text || ':' || $1::text || ':' || $2)::uuid,
+               reason_code => $5, reason_text => $6, correlation_id => $7)
+$$;
+COMMENT ON FUNCTION statemachine.bulk_transition_one(uuid, text, uuid, text, text, text, uuid) IS 'Internal: one case of bulk_transition, with its derived command_id.';
+
+CREATE FUNCTION statemachine.bulk_transition_by_state(
+    machine text, in_state text, older_than interval, transition_code text, actor_id uuid, actor_role text,
+    reason_code text, reason_text text, correlation_id uuid, on_error text DEFAULT 'abort', max_cases integer DEFAULT NULL)
+    RETURNS TABLE (case_id uuid, ok boolean, to_state text, state_version bigint, error_sqlstate text, error_message text)
+    LANGUAGE sql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.* FROM statemachine.bulk_transition(
+        ARRAY(SELECT c.id FROM statemachine.case_file c
+               WHERE c.machine = $1 AND c.current_state = $2 AND c.state_entered_at <= now() - $3
+               ORDER BY c.state_entered_at, c.id LIMIT $11),
+        $4, $5, $6, $7, $8, $9, $10) b
+$$;
+COMMENT ON FUNCTION statemachine.bulk_transition_by_state(text, text, interval, text, uuid, text, text, text, uuid, text, integer) IS 'bulk_transition for the cases of a machine that have been in a state longer than older_than (e.g. close every case older than two years), oldest first, at most max_cases.';
+
+CREATE FUNCTION statemachine.run_due_transitions(batch integer)
+    RETURNS TABLE (case_id uuid, transition_code text, ok boolean, to_state text, error_sqlstate text, error_message text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    due record;
+    t statemachine.case_state_transition;
+    done uuid[] := '{}';
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'batch must be a positive integer' USING ERRCODE = '22023';
+    END IF;
+    -- Due cases, oldest first; SKIP LOCKED lets several sessions work through the
+    -- backlog at once without waiting on each other or firing a case twice.
+    FOR due IN
+        SELECT c.id, c.state_version, r.transition_code
+          FROM statemachine.transition_rule r
+          JOIN statemachine.case_file c
+            ON c.machine_version_id = r.machine_version_id AND c.current_state = r.from_state
+           AND c.state_entered_at <= now() - r.fire_after
+         WHERE r.fire_after IS NOT NULL
+         ORDER BY c.state_entered_at, c.id, r.fire_after, r.transition_code
+         LIMIT batch
+           FOR UPDATE OF c SKIP LOCKED
+    LOOP
+        -- Two timed rules due from one state: the first fires, the other is moot.
+        CONTINUE WHEN due.id = ANY (done);
+        done := done || due.id;
+        case_id := due.id;
+        transition_code := due.transition_code;
+        BEGIN
+            -- The command id is derived from the case's version: a re-run never fires twice.
+            t := statemachine.transition_case(due.id, due.transition_code, '00000000-0000-0000-0000-000000000000', 'SYSTEM',
+                     md5('timer:' || due.id::text || ':' || due.transition_code || ':' || due.state_version::text)::uuid,
+                     reason_code => 'TIMER');
+            ok := true; to_state := t.to_state; error_sqlstate := NULL; error_message := NULL;
+        EXCEPTION WHEN OTHERS THEN
+            ok := false; to_state := NULL;
+            GET STACKED DIAGNOSTICS error_sqlstate = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION statemachine.run_due_transitions(integer) IS 'Performs up to batch due timed transitions ("after"), as actor 00000000-0000-0000-0000-000000000000 in role SYSTEM with reason TIMER; a refused one (e.g. by a guard) is reported and skipped. Safe to run from several sessions at once; schedule it with pg_cron.';
 
 ------------------------------------------------------------------------------------------
 -- Derived truth (seed 000; seed 003 §29.4): state from history alone.

@@ -48,6 +48,23 @@ pub unsafe fn return_rows(fcinfo: pg_sys::FunctionCallInfo, rows: &[Vec<Cell>]) 
     }
 }
 
+/// Returns the rows of an SPI result as the function's result set; the statement's
+/// columns must be those of the declared result type (e.g. `RETURNING t.*`).
+///
+/// # Safety
+/// `fcinfo` must belong to a set-returning function whose row type matches `rows`.
+pub unsafe fn return_tuples(fcinfo: pg_sys::FunctionCallInfo, rows: &crate::spi::Rows) {
+    unsafe {
+        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+        for i in 0..rows.count {
+            if let Some(tuple) = rows.tuple(i) {
+                pg_sys::tuplestore_puttuple((*rsinfo).setResult, tuple);
+            }
+        }
+    }
+}
+
 /// Text-only rows.
 ///
 /// # Safety

@@ -60,6 +60,25 @@ static LINK_EVIDENCE: Stmt = Stmt {
           JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id",
     args: &[UUID, BOOL, TEXT_ARRAY, UUID_ARRAY],
 };
+/// The outbox event of an emitting transition (seed 003 §16), built from its history
+/// row in the same transaction; the NOTIFY ("<event type> <case id>" on channel
+/// statemachine_outbox) is delivered when that transaction commits.
+static INSERT_OUTBOX: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.outbox_event (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
+              correlation_id, causation_id, created_at) \
+          SELECT $1, t.case_id, t.state_version, $2, t.id, \
+                 pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
+                     'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
+                     'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
+                     'state_version', t.state_version, 'actor_id', t.actor_id, 'actor_role', t.actor_role, \
+                     'reason_code', t.reason_code, 'reason_text', t.reason_text, 'occurred_at', t.occurred_at, \
+                     'command_id', t.command_id), \
+                   'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
+                 t.correlation_id, t.causation_id, t.occurred_at \
+          FROM statemachine.case_state_transition t WHERE t.id OPERATOR(pg_catalog.=) $3 \
+          RETURNING pg_catalog.pg_notify('statemachine_outbox', $2 OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
+    args: &[UUID, TEXT, UUID],
+};
 /// The guard audit (seed 003 §9.3): one row per evaluated guard, from a JSON array.
 static INSERT_GUARD_RESULTS: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_transition_guard_result (id, transition_id, guard_code, passed, evaluated_at, evidence) \
@@ -347,6 +366,9 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
             &[Some(uuid_datum(&transition_id)), Some(pg_sys::Datum::from(rule.requires_evidence())), types, Some(ids)],
             0,
         );
+    }
+    if let Some(event_type) = &rule.emit {
+        spi.run(&INSERT_OUTBOX, &[Some(uuid_datum(&new_id(now))), Some(text_datum(event_type)), Some(uuid_datum(&transition_id))], 1);
     }
     if rule.audit_guards && evaluation.guards().next().is_some() {
         let results: Vec<serde_json::Value> = evaluation

@@ -33,9 +33,9 @@ static INSERT_STATE: Stmt = Stmt {
 };
 static INSERT_RULE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.transition_rule (machine_version_id, from_state, transition_code, to_state, \
-              requires_reason, requires_evidence, evidence_types, audit_guards, kind) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    args: &[UUID, TEXT, TEXT, TEXT, BOOL, BOOL, TEXT_ARRAY, BOOL, TEXT],
+              requires_reason, requires_evidence, evidence_types, audit_guards, emit_event, fire_after, kind) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    args: &[UUID, TEXT, TEXT, TEXT, BOOL, BOOL, TEXT_ARRAY, BOOL, TEXT, INTERVAL, TEXT],
 };
 static INSERT_REASON: Stmt = Stmt {
     sql: "INSERT INTO statemachine.transition_reason (machine_version_id, from_state, transition_code, reason_code, label, sort_order) \
@@ -189,6 +189,8 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
                     bool_datum(t.evidence.is_required()),
                     Some(t.evidence.types().to_vec()).filter(|v| !v.is_empty()).and_then(IntoDatum::into_datum),
                     bool_datum(t.audit_guards),
+                    opt_text(&t.emit),
+                    t.after.as_ref().map(crate::fmgr::interval_datum),
                     Some(text_datum(t.kind.as_str())),
                 ],
                 0,

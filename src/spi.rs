@@ -120,6 +120,14 @@ impl Rows {
         }
     }
 
+    /// Row `row` as a heap tuple (valid until the next statement).
+    pub fn tuple(&self, row: usize) -> Option<pg_sys::HeapTuple> {
+        if row >= self.count || self.table.is_null() {
+            return None;
+        }
+        Some(unsafe { *(*self.table).vals.add(row) })
+    }
+
     pub fn text(&self, row: usize, col: i32) -> Option<String> {
         self.get(row, col).map(|d| unsafe { crate::fmgr::text_from_datum(d) })
     }

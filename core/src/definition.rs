@@ -200,8 +200,17 @@ pub struct TransitionDef {
     pub guards: Vec<GuardDef>,
     pub audit_guards: bool,
     pub reasons: Vec<ReasonDef>,
+    /// Outbox event type written with every such transition (seed 003 §16).
+    pub emit: Option<String>,
+    /// A timed transition: fired by run_due_transitions once the case has been in
+    /// `from` this long (seed 004).
+    pub after: Option<Interval>,
     pub kind: Kind,
 }
+
+/// The actor role and reason code timed transitions are performed with.
+pub const SYSTEM_ROLE: &str = "SYSTEM";
+pub const TIMER_REASON: &str = "TIMER";
 
 impl TransitionDef {
     /// Every guard in evaluation order: the `min_time_in_state` key first, then `guards`.
@@ -338,6 +347,12 @@ impl MachineDef {
                 }
                 if t.audit_guards {
                     m.insert("audit_guards".into(), true.into());
+                }
+                if let Some(e) = &t.emit {
+                    m.insert("emit".into(), e.clone().into());
+                }
+                if let Some(a) = &t.after {
+                    m.insert("after".into(), a.canonical().into());
                 }
                 if t.kind != Kind::Normal {
                     m.insert("kind".into(), t.kind.as_str().into());
@@ -510,6 +525,8 @@ const TRANSITION_KEYS: &[&str] = &[
     "reasons",
     "guards",
     "audit_guards",
+    "emit",
+    "after",
     "kind",
 ];
 
@@ -797,6 +814,37 @@ fn parse_transition(
         }
     };
     let guards = parse_guards(c, &format!("{path}.guards"), obj.get("guards"), min_time_in_state.is_some());
+    let emit = match obj.get("emit") {
+        None | Some(Value::Null) => None,
+        v => c.code(&format!("{path}.emit"), v, "event type"),
+    };
+    let after = match obj.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match Interval::parse(s) {
+            Ok(iv) if iv.is_zero() => {
+                c.error(format!("{path}.after"), "a timed transition needs a positive interval");
+                None
+            }
+            Ok(iv) => Some(iv),
+            Err(e) => {
+                c.error(format!("{path}.after"), e);
+                None
+            }
+        },
+        Some(other) => {
+            c.error(format!("{path}.after"), format!("after must be an interval string such as \"5 years\", not {}", type_name(other)));
+            None
+        }
+    };
+    if after.is_some() {
+        // run_due_transitions acts as role SYSTEM with reason code TIMER.
+        if !roles.is_empty() && !roles.iter().any(|r| r == SYSTEM_ROLE) {
+            c.error(format!("{path}.roles"), format!("a timed transition (\"after\") is performed as role {SYSTEM_ROLE}: list it in roles or leave roles empty"));
+        }
+        if !reasons.is_empty() && !reasons.iter().any(|r| r.code == TIMER_REASON) {
+            c.error(format!("{path}.reasons"), format!("a timed transition (\"after\") gives reason code {TIMER_REASON}: declare it among the reasons"));
+        }
+    }
     if c.problems[before..].iter().any(|p| p.severity == Severity::Error) {
         return None;
     }
@@ -811,6 +859,8 @@ fn parse_transition(
         guards,
         audit_guards,
         reasons,
+        emit,
+        after,
         kind,
     })
 }

@@ -32,6 +32,8 @@ pub struct Rule {
     /// Guards in evaluation order (a `min_time_in_state` key is the first).
     pub guards: Vec<GuardDef>,
     pub audit_guards: bool,
+    /// Outbox event type, if the transition emits one.
+    pub emit: Option<String>,
     pub kind: Kind,
 }
 
@@ -119,6 +121,7 @@ impl CompiledMachine {
                     reasons: t.reasons.clone(),
                     guards: t.all_guards(),
                     audit_guards: t.audit_guards,
+                    emit: t.emit.clone(),
                     kind: t.kind,
                 })
             })

@@ -339,3 +339,32 @@ fn bad_reasons_evidence_lists_and_role_sources() {
     d["role_source"] = json!("ldap");
     assert_single_error(&d, "$.role_source", "unknown role_source \"ldap\"");
 }
+
+#[test]
+fn emit_and_after_parse_validate_and_round_trip() {
+    let mut d = investigation();
+    d["transitions"][2]["emit"] = json!("CaseApproved");
+    d["transitions"][5]["after"] = json!("2 years");
+    d["transitions"][5]["roles"] = json!(["SUPERVISOR", "SYSTEM"]);
+    let v = validate(&d);
+    assert!(v.problems.is_empty(), "{:#?}", v.problems);
+    let def = v.definition.unwrap();
+    assert_eq!(def.transitions[2].emit.as_deref(), Some("CaseApproved"));
+    assert_eq!(def.transitions[5].after.unwrap().months, 24);
+    let canon = def.to_canonical_json();
+    assert_eq!(canon["transitions"][5]["after"], "2 years");
+    assert_eq!(validate(&canon).definition.unwrap(), def);
+
+    let mut d = investigation();
+    d["transitions"][5]["after"] = json!("2 years");
+    assert_single_error(&d, "$.transitions[5].roles", "performed as role SYSTEM");
+    d["transitions"][5]["roles"] = json!([]);
+    d["transitions"][5]["reasons"] = json!([{"code": "X", "label": "x"}]);
+    assert_single_error(&d, "$.transitions[5].reasons", "reason code TIMER");
+    let mut d = investigation();
+    d["transitions"][5]["after"] = json!("0 days");
+    assert_single_error(&d, "$.transitions[5].after", "positive interval");
+    let mut d = investigation();
+    d["transitions"][2]["emit"] = json!("Case Approved");
+    assert_single_error(&d, "$.transitions[2].emit", "event type");
+}

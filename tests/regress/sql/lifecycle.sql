@@ -1,0 +1,110 @@
+-- Lifecycle operations: the transactional outbox, bulk transitions through the front
+-- door, timed transitions.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_statemachine;
+RESET client_min_messages;
+CREATE EXTENSION pg_statemachine;
+
+SELECT statemachine.define_machine('{"machine": "order",
+  "states": [{"code": "PLACED", "initial": true}, {"code": "PAID"}, {"code": "SHIPPED"}, {"code": "CLOSED", "terminal": true},
+             {"code": "EXPIRED", "terminal": true}],
+  "transitions": [
+    {"code": "PAY", "from": "PLACED", "to": "PAID", "emit": "OrderPaid"},
+    {"code": "SHIP", "from": "PAID", "to": "SHIPPED", "emit": "OrderShipped"},
+    {"code": "CLOSE", "from": ["PAID", "SHIPPED"], "to": "CLOSED", "requires_reason": true},
+    {"code": "EXPIRE", "from": "PLACED", "to": "EXPIRED", "after": "2 seconds", "emit": "OrderExpired"}]}');
+SELECT transition_code, emit_event, fire_after FROM statemachine.transition_rule WHERE emit_event IS NOT NULL OR fire_after IS NOT NULL ORDER BY 1;
+SELECT statemachine.machine_definition('order')->'transitions'->3;
+
+SELECT count(*) FROM (
+  SELECT statemachine.create_case('order', 'O-' || n, 'a0000000-0000-0000-0000-000000000001', 'CLERK',
+         ('c0000000-0000-0000-0000-00000000000' || n)::uuid, ('0d000000-0000-0000-0000-00000000000' || n)::uuid)
+    FROM generate_series(1, 5) n) created;
+
+------------------------------------------------------------------------------------------
+-- Outbox: the event is written with the transition, in its transaction.
+------------------------------------------------------------------------------------------
+SELECT to_state FROM statemachine.transition_case('0d000000-0000-0000-0000-000000000001', 'PAY', 'a0000000-0000-0000-0000-000000000001',
+       'CLERK', 'c1000000-0000-0000-0000-000000000001', correlation_id => 'cc000000-0000-0000-0000-000000000001');
+SELECT to_state FROM statemachine.transition_case('0d000000-0000-0000-0000-000000000001', 'SHIP', 'a0000000-0000-0000-0000-000000000001',
+       'CLERK', 'c1000000-0000-0000-0000-000000000002');
+SELECT to_state FROM statemachine.transition_case('0d000000-0000-0000-0000-000000000002', 'PAY', 'a0000000-0000-0000-0000-000000000001',
+       'CLERK', 'c1000000-0000-0000-0000-000000000003');
+-- A refused or rolled-back transition leaves no event.
+BEGIN;
+SELECT to_state FROM statemachine.transition_case('0d000000-0000-0000-0000-000000000003', 'PAY', 'a0000000-0000-0000-0000-000000000001',
+       'CLERK', 'c1000000-0000-0000-0000-000000000004');
+ROLLBACK;
+SELECT o.event_type, o.aggregate_seq, o.attempts, o.acked_at IS NULL AS pending,
+       o.payload->'transition'->>'transition_code' AS code, o.payload->'transition'->>'to_state' AS to_state,
+       o.payload->>'correlation_id' AS correlation_id, o.created_at = t.occurred_at AS same_time
+  FROM statemachine.outbox_event o JOIN statemachine.case_state_transition t ON t.id = o.transition_id
+ ORDER BY o.aggregate_id, o.aggregate_seq;
+SELECT * FROM statemachine.reconcile_outbox();
+
+-- Claim: per-case order holds OrderShipped back until OrderPaid of the same case is acknowledged.
+SELECT event_type, aggregate_seq, claimed_by, attempts FROM statemachine.claim_outbox('worker-1', 10, '1 minute') ORDER BY aggregate_id, aggregate_seq;
+-- Another consumer gets nothing: both heads are leased, the tail waits for its head.
+SELECT count(*) FROM statemachine.claim_outbox('worker-2', 10, '1 minute');
+SELECT statemachine.ack_outbox(ARRAY(SELECT id FROM statemachine.outbox_event WHERE event_type = 'OrderPaid'));
+-- Acknowledging again changes nothing.
+SELECT statemachine.ack_outbox(ARRAY(SELECT id FROM statemachine.outbox_event WHERE event_type = 'OrderPaid'));
+-- The head is acknowledged: its case's next event comes, on a short lease.
+SELECT event_type, claimed_by, attempts FROM statemachine.claim_outbox('worker-2', 10, '10 milliseconds');
+-- A lease that runs out hands the event out again, counting the attempt.
+SELECT pg_sleep(0.05);
+SELECT event_type, claimed_by, attempts FROM statemachine.claim_outbox('worker-3', 10, '1 minute');
+SELECT count(*) FROM statemachine.claim_outbox('worker-2', 10, '1 minute');
+UPDATE statemachine.outbox_event SET lease_until = now();
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.ack_outbox(ARRAY(SELECT id FROM statemachine.outbox_event));
+SELECT count(*) FROM statemachine.claim_outbox('worker-1', 10, '1 minute');
+SELECT statemachine.claim_outbox('worker-1', 0, '1 minute');
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM statemachine.outbox_event;
+\echo :LAST_ERROR_SQLSTATE
+
+------------------------------------------------------------------------------------------
+-- Bulk transitions through the front door (seed 003 §28).
+------------------------------------------------------------------------------------------
+-- abort: one bad case stops all, nothing is written.
+SELECT * FROM statemachine.bulk_transition(ARRAY['0d000000-0000-0000-0000-000000000002', '0d000000-0000-0000-0000-000000000003']::uuid[],
+       'CLOSE', 'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'CLEANUP', 'year-end clean-up', 'cb000000-0000-0000-0000-000000000001');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM statemachine.case_state_transition WHERE transition_code = 'CLOSE';
+-- skip: each case in its own subtransaction; the result says what happened to each.
+SELECT * FROM statemachine.bulk_transition(ARRAY['0d000000-0000-0000-0000-000000000003', '0d000000-0000-0000-0000-000000000002',
+       '0d000000-0000-0000-0000-000000000001', '99999999-0000-0000-0000-000000000000']::uuid[],
+       'CLOSE', 'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'CLEANUP', 'year-end clean-up', 'cb000000-0000-0000-0000-000000000001',
+       on_error => 'skip');
+-- Every history row of the bulk carries its correlation id.
+SELECT case_id, transition_code, correlation_id FROM statemachine.case_state_transition
+ WHERE correlation_id = 'cb000000-0000-0000-0000-000000000001' ORDER BY case_id;
+-- Re-running the same bulk replays: no second row.
+SELECT case_id, ok, state_version FROM statemachine.bulk_transition(ARRAY['0d000000-0000-0000-0000-000000000001']::uuid[],
+       'CLOSE', 'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'CLEANUP', 'year-end clean-up', 'cb000000-0000-0000-0000-000000000001');
+SELECT statemachine.bulk_transition(ARRAY[]::uuid[], 'CLOSE', 'a0000000-0000-0000-0000-000000000009', 'ADMIN', NULL, NULL,
+       'cb000000-0000-0000-0000-000000000002', on_error => 'ignore');
+\echo :LAST_ERROR_SQLSTATE
+
+------------------------------------------------------------------------------------------
+-- Timed transitions (seed 004): EXPIRE fires by itself two seconds after PLACED.
+------------------------------------------------------------------------------------------
+SELECT * FROM statemachine.run_due_transitions(10);
+SELECT to_state FROM statemachine.transition_case('0d000000-0000-0000-0000-000000000005', 'PAY', 'a0000000-0000-0000-0000-000000000001',
+       'CLERK', 'c1000000-0000-0000-0000-000000000005');
+SELECT pg_sleep(2.1);
+-- O-3 and O-4 are still PLACED: both expire, as SYSTEM with reason TIMER.
+SELECT case_id, transition_code, ok, to_state FROM statemachine.run_due_transitions(10) ORDER BY case_id;
+SELECT case_id, actor_id, actor_role, reason_code FROM statemachine.case_state_transition WHERE transition_code = 'EXPIRE' ORDER BY case_id;
+SELECT count(*) FROM statemachine.run_due_transitions(10);
+-- Bulk by state: close every order that has been PAID for at least a second (O-5).
+SELECT case_id, ok, to_state FROM statemachine.bulk_transition_by_state('order', 'PAID', '1 second', 'CLOSE',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', NULL, 'stale', 'cb000000-0000-0000-0000-000000000003');
+SELECT statemachine.run_due_transitions(0);
+\echo :LAST_ERROR_SQLSTATE
+
+SELECT count(*) AS disagreements FROM statemachine.reconcile();
+SELECT count(*) AS missing_events FROM statemachine.reconcile_outbox();
