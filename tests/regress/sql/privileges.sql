@@ -19,10 +19,10 @@ SELECT p.proname
 SELECT n.nspname, a.privilege_type
   FROM pg_namespace n, aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
  WHERE n.nspname = 'statemachine' AND a.grantee = 0;
--- Every API function runs as its definer with a pinned search_path.
+-- Every API function runs as its definer with a pinned search_path (internal helpers run inside them).
 SELECT p.proname, p.prosecdef, p.proconfig
   FROM pg_proc p WHERE p.pronamespace = 'statemachine'::regnamespace
-   AND p.proname NOT IN ('guard_direct_write', 'evaluate_sql_guard')
+   AND p.proname NOT IN ('guard_direct_write', 'evaluate_sql_guard', 'bulk_transition_one')
    AND NOT (p.prosecdef AND p.proconfig = '{"search_path=pg_catalog, pg_temp"}');
 
 -- The administrator publishes the machine.
