@@ -23,7 +23,8 @@ as_root() {
 
 install_prerequisites() {
     local missing=()
-    for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev clang sudo pkg-config; do
+    # postgresql-NN-cron: pg_cron, for the timed-transition end-to-end test.
+    for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron libclang-dev clang sudo pkg-config; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -60,6 +61,13 @@ start_cluster() {
             -o "-p $port -k $dir/socket -c listen_addresses='' -c max_connections=120 -c fsync=off" start >/dev/null
     fi
     export PGHOST="$dir/socket" PGPORT="$port" PGUSER=postgres
+}
+
+# restart_cluster DIR PORT: after ALTER SYSTEM of a setting that needs a restart.
+restart_cluster() {
+    local dir="$1" port="$2"
+    stop_cluster "$dir"
+    start_cluster "$dir" "$port"
 }
 
 stop_cluster() {
