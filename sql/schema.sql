@@ -29,6 +29,8 @@ CREATE TABLE statemachine.machine_version (
     description  text,
     role_source  text NOT NULL DEFAULT 'asserted'
                  CONSTRAINT machine_version_role_source_chk CHECK (role_source IN ('asserted', 'database')),
+    corrections  text NOT NULL DEFAULT 'latest'
+                 CONSTRAINT machine_version_corrections_chk CHECK (corrections IN ('latest', 'any')),
     definition   jsonb NOT NULL CONSTRAINT machine_version_definition_chk CHECK (pg_catalog.jsonb_typeof(definition) = 'object'),
     published_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     published_by text NOT NULL DEFAULT SESSION_USER,
@@ -41,6 +43,7 @@ COMMENT ON COLUMN statemachine.machine_version.machine IS 'The machine this vers
 COMMENT ON COLUMN statemachine.machine_version.version IS 'Version number, 1, 2, ... per machine; recorded as policy_version on every transition.';
 COMMENT ON COLUMN statemachine.machine_version.status IS 'active: new cases are created under the latest active version; retired: kept for the cases and history that reference it.';
 COMMENT ON COLUMN statemachine.machine_version.description IS 'The definition''s "description".';
+COMMENT ON COLUMN statemachine.machine_version.corrections IS 'latest: correct_transition may correct only a case''s latest transition (the default); any: any transition (the definition''s "corrections").';
 COMMENT ON COLUMN statemachine.machine_version.role_source IS 'asserted: the caller names actor_role and the rule''s roles decide; database: actor_role must also be a PostgreSQL role the session user is a member of (SM006 otherwise).';
 COMMENT ON COLUMN statemachine.machine_version.definition IS 'The definition in canonical form, as statemachine.machine_definition() returns it; the rule tables hold the same rules relationally.';
 COMMENT ON COLUMN statemachine.machine_version.published_at IS 'When statemachine.define_machine() published this version.';
@@ -72,7 +75,7 @@ COMMENT ON COLUMN statemachine.state.attributes IS 'Per-state flags such as is_b
 CREATE TABLE statemachine.transition_rule (
     machine_version_id uuid NOT NULL,
     from_state         text NOT NULL,
-    transition_code    text NOT NULL CONSTRAINT transition_rule_code_chk CHECK (transition_code <> 'CREATE'),
+    transition_code    text NOT NULL CONSTRAINT transition_rule_code_chk CHECK (transition_code NOT IN ('CREATE', 'CORRECT')),
     to_state           text NOT NULL,
     requires_reason    boolean NOT NULL DEFAULT false,
     requires_evidence  boolean NOT NULL DEFAULT false,
@@ -91,7 +94,7 @@ CREATE TABLE statemachine.transition_rule (
 COMMENT ON TABLE statemachine.transition_rule IS 'Legal transitions of a machine version, one row per (from state, code) (seed 003 §4); a definition''s "from": [..] array becomes several rows.';
 COMMENT ON COLUMN statemachine.transition_rule.machine_version_id IS 'The machine version this rule belongs to.';
 COMMENT ON COLUMN statemachine.transition_rule.from_state IS 'State the case must be in.';
-COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name passed to transition_case, e.g. APPROVE_CASE. CREATE is reserved for the first history row.';
+COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name passed to transition_case, e.g. APPROVE_CASE. CREATE (the first history row) and CORRECT (correct_transition) are reserved.';
 COMMENT ON COLUMN statemachine.transition_rule.to_state IS 'State the case moves to; one (from_state, transition_code) pair leads to one target only.';
 COMMENT ON COLUMN statemachine.transition_rule.requires_reason IS 'reason_code or reason_text must be given (SM004).';
 COMMENT ON COLUMN statemachine.transition_rule.requires_evidence IS 'At least one active evidence row of the case must be passed in evidence_ids (SM005).';
@@ -344,6 +347,28 @@ COMMENT ON COLUMN statemachine.case_transition_guard_result.passed IS 'Whether t
 COMMENT ON COLUMN statemachine.case_transition_guard_result.evaluated_at IS 'When it was evaluated: the transition''s occurred_at, under the case lock.';
 COMMENT ON COLUMN statemachine.case_transition_guard_result.evidence IS 'What the guard saw: for distinct_actor the prior actor, for requires_assignment the assignment, for sql guards the evidence the function returned.';
 
+CREATE TABLE statemachine.case_state_correction (
+    id                       uuid PRIMARY KEY,
+    case_id                  uuid NOT NULL REFERENCES statemachine.case_file (id),
+    wrong_transition_id      uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    correcting_transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    corrected_by             uuid NOT NULL,
+    corrected_at             timestamptz NOT NULL,
+    reason_text              text NOT NULL CONSTRAINT case_state_correction_reason_chk CHECK (reason_text <> ''),
+    recorded_by              text NOT NULL DEFAULT SESSION_USER,
+    CONSTRAINT case_state_correction_wrong_uk UNIQUE (wrong_transition_id),
+    CONSTRAINT case_state_correction_correcting_uk UNIQUE (correcting_transition_id)
+);
+COMMENT ON TABLE statemachine.case_state_correction IS 'Corrections (seed 003 §13.2): the wrong transition stays in the history; a corrective transition (code CORRECT, kind correction) moves the case, and this row links the two.';
+COMMENT ON COLUMN statemachine.case_state_correction.id IS 'Correction identity.';
+COMMENT ON COLUMN statemachine.case_state_correction.case_id IS 'The case.';
+COMMENT ON COLUMN statemachine.case_state_correction.wrong_transition_id IS 'The history row that was wrong (corrected at most once).';
+COMMENT ON COLUMN statemachine.case_state_correction.correcting_transition_id IS 'The corrective history row.';
+COMMENT ON COLUMN statemachine.case_state_correction.corrected_by IS 'Actor who corrected it.';
+COMMENT ON COLUMN statemachine.case_state_correction.corrected_at IS 'When (the corrective row''s occurred_at).';
+COMMENT ON COLUMN statemachine.case_state_correction.reason_text IS 'Why the transition was wrong.';
+COMMENT ON COLUMN statemachine.case_state_correction.recorded_by IS 'Database session user that called correct_transition.';
+
 ------------------------------------------------------------------------------------------
 -- Transactional outbox (seed 003 §16)
 ------------------------------------------------------------------------------------------
@@ -439,7 +464,7 @@ BEGIN
                              'transition_reason', 'transition_guard', 'guard_function',
                              'case_file', 'case_state_transition', 'case_evidence', 'case_evidence_deactivation',
                              'case_transition_evidence', 'case_transition_guard_result',
-                             'case_assignment', 'case_assignment_release', 'outbox_event']
+                             'case_assignment', 'case_assignment_release', 'outbox_event', 'case_state_correction']
     LOOP
         -- zz_: BEFORE triggers fire in name order; the guard should see the row as
         -- every other BEFORE trigger left it.
@@ -503,6 +528,13 @@ CREATE FUNCTION statemachine.transition_case(
     LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'sm_transition_case';
 COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) IS 'The one write path: checks (rule, role, reason, evidence, guards) and performs a transition, appends its history row; idempotent on command_id.';
+
+CREATE FUNCTION statemachine.correct_transition(
+    transition_id uuid, to_state text, reason_text text, actor_id uuid, actor_role text, command_id uuid)
+    RETURNS statemachine.case_state_transition
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_correct_transition';
+COMMENT ON FUNCTION statemachine.correct_transition(uuid, text, text, uuid, text, uuid) IS 'Corrects a wrong transition (seed 003 §13.2): appends a corrective history row (code CORRECT, kind correction) moving the case to to_state, and a case_state_correction row linking it to the wrong one, which stays. Only the latest transition unless the definition says "corrections": "any"; idempotent on command_id.';
 
 CREATE FUNCTION statemachine.check_transition(
     case_id uuid, transition_code text, actor_id uuid, actor_role text,

@@ -14,6 +14,7 @@ use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TEXT_ARRAY, TIMESTAMP
 use crate::{door, machines, sql_function};
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::checks::WRITE;
+use statemachine_core::definition::CORRECT_CODE;
 use statemachine_core::ids::{uuid_v7, SplitMix64};
 use statemachine_core::{CaseFacts, EvidenceFact, Membership, Refusal, Report, Request, RoleSource, Supplied};
 use std::cell::RefCell;
@@ -38,7 +39,7 @@ static UPDATE_CASE: Stmt = Stmt {
     args: &[UUID, TEXT, INT8, TIMESTAMPTZ, TIMESTAMPTZ],
 };
 static FIND_COMMAND: Stmt = Stmt {
-    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c \
+    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c, t.id \
           FROM statemachine.case_state_transition t JOIN statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
           WHERE t.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
@@ -134,6 +135,32 @@ static LOCK_CASE_ONLY: Stmt = Stmt {
     sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
+static CORRECTION_TARGET: Stmt = Stmt {
+    sql: "SELECT t.case_id, t.state_version, t.transition_code FROM statemachine.case_state_transition t \
+          WHERE t.id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+/// The case to correct, locked, with its version's correction scope and whether $2 is
+/// one of its states.
+static LOCK_FOR_CORRECTION: Stmt = Stmt {
+    sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, v.corrections, v.machine, v.version, \
+                 EXISTS (SELECT 1 FROM statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id \
+                         AND s.code OPERATOR(pg_catalog.=) $2) \
+          FROM statemachine.case_file c JOIN statemachine.machine_version v ON v.id OPERATOR(pg_catalog.=) c.machine_version_id \
+          WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF c",
+    args: &[UUID, TEXT],
+};
+static CORRECTED_BY: Stmt = Stmt {
+    sql: "SELECT k.correcting_transition_id, t.state_version FROM statemachine.case_state_correction k \
+          JOIN statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) k.correcting_transition_id \
+          WHERE k.wrong_transition_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static INSERT_CORRECTION: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_state_correction (id, case_id, wrong_transition_id, correcting_transition_id, \
+              corrected_by, corrected_at, reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    args: &[UUID, UUID, UUID, UUID, UUID, TIMESTAMPTZ, TEXT],
+};
 /// An assignment change is a change of the case: it updates the row (not just locks
 /// it), so a REPEATABLE READ transition that waited for it fails with 40001 instead of
 /// deciding on a snapshot that misses it.
@@ -212,6 +239,7 @@ struct PriorCommand {
     case_number: String,
     transition_row: pg_sys::Datum,
     case_row: pg_sys::Datum,
+    transition_id: [u8; 16],
 }
 
 fn find_command(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
@@ -223,6 +251,7 @@ fn find_command(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
         machine: r.text(0, 4)?,
         case_number: r.text(0, 5)?,
         case_row: r.get(0, 6)?,
+        transition_id: r.uuid(0, 7)?,
     })
 }
 
@@ -702,6 +731,117 @@ unsafe fn require_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Dat
     Ok(pg_sys::Datum::from(0usize))
 }
 
+unsafe fn correct_transition(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("correct_transition")?;
+    let a = Args(fcinfo);
+    let wrong_d = a.required(0, "transition_id")?;
+    let to_state = a.text(1, "to_state")?;
+    let reason = a.opt_text(2).filter(|r| !r.trim().is_empty());
+    let actor_d = a.required(3, "actor_id")?;
+    let _role = a.text(4, "actor_role")?;
+    let command_d = a.required(5, "command_id")?;
+    let wrong_id = unsafe { uuid_from_datum(wrong_d) };
+
+    let spi = Spi::connect();
+    let target = spi.run(&CORRECTION_TARGET, &[Some(wrong_d)], 1);
+    let (Some(case_id), Some(wrong_version), Some(wrong_code)) = (target.uuid(0, 1), target.i64(0, 2), target.text(0, 3)) else {
+        return Err(Refusal::UnknownTransitionRow { transition_id: uuid_string(&wrong_id) }.report(&CaseFacts::default()));
+    };
+    let case_d = uuid_datum(&case_id);
+    let lock = spi.run(&LOCK_FOR_CORRECTION, &[Some(case_d), Some(text_datum(&to_state))], 1);
+    let (Some(current), Some(version), Some(entered_at), Some(updated_at), Some(scope), Some(machine), Some(machine_version)) =
+        (lock.text(0, 1), lock.i64(0, 2), lock.i64(0, 3), lock.i64(0, 4), lock.text(0, 5), lock.text(0, 6), lock.i32(0, 7))
+    else {
+        return Err(Refusal::UnknownCase { case_id: uuid_string(&case_id) }.report(&CaseFacts::default()));
+    };
+    let state_known = lock.bool(0, 8) == Some(true);
+    let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
+    // A replay of this very correction returns its row; any other use of the id is SM008.
+    let corrected = spi.run(&CORRECTED_BY, &[Some(wrong_d)], 1);
+    let (correcting, correcting_version) = (corrected.uuid(0, 1), corrected.i64(0, 2));
+    if let Some(p) = find_command(&spi, command_d) {
+        return if p.code == CORRECT_CODE && p.case_id == case_id && correcting == Some(p.transition_id) {
+            Ok(spi.keep(p.transition_row))
+        } else {
+            Err(conflict(command_d, &p, format!("correction of transition {} on case {}", uuid_string(&wrong_id), facts.case_id)))
+        };
+    }
+    let label = format!("{wrong_code} (state_version {wrong_version})");
+    let not_allowed = |why: String| Err(Refusal::CorrectionNotAllowed { transition: label.clone(), why }.report(&facts));
+    if wrong_version == 0 {
+        return not_allowed("it is the CREATE row; a case's creation is not a transition to correct".into());
+    }
+    if let Some(by) = correcting_version {
+        return not_allowed(format!("it was already corrected (by the CORRECT row at state_version {by})"));
+    }
+    if scope != "any" && wrong_version != version {
+        return not_allowed(format!(
+            "the case is at state_version {version}, and machine {machine} v{machine_version} allows correcting only the latest transition"
+        ));
+    }
+    if !state_known {
+        return Err(Refusal::UnknownState { machine, version: machine_version, state: to_state }.report(&facts));
+    }
+    let Some(reason) = reason else {
+        return Err(Refusal::ReasonRequired { code: CORRECT_CODE.into(), allowed: Vec::new() }.report(&facts));
+    };
+
+    let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
+    let transition_id = new_id(now);
+    let metadata = serde_json::json!({"corrects": uuid_string(&wrong_id), "corrects_code": wrong_code}).to_string();
+    let to_d = Some(text_datum(&to_state));
+    let _door = door::open();
+    let inserted = spi.run(
+        &INSERT_TRANSITION,
+        &[
+            Some(uuid_datum(&transition_id)),
+            Some(case_d),
+            Some(text_datum(&machine)),
+            Some(text_datum(&current)),
+            to_d,
+            Some(text_datum(CORRECT_CODE)),
+            Some(text_datum("correction")),
+            Some(pg_sys::Datum::from(version + 1)),
+            Some(actor_d),
+            a.datum(4),
+            None,
+            Some(text_datum(&reason)),
+            Some(pg_sys::Datum::from(machine_version)),
+            Some(pg_sys::Datum::from(now)),
+            Some(command_d),
+            None,
+            Some(wrong_d),
+            Some(crate::fmgr::jsonb_datum(&metadata)),
+        ],
+        1,
+    );
+    let Some(row) = inserted.get(0, 1) else {
+        return Err(Refusal::CommandInFlight.report(&facts));
+    };
+    let row = spi.keep(row);
+    spi.run(
+        &INSERT_CORRECTION,
+        &[
+            Some(uuid_datum(&new_id(now))),
+            Some(case_d),
+            Some(wrong_d),
+            Some(uuid_datum(&transition_id)),
+            Some(actor_d),
+            Some(pg_sys::Datum::from(now)),
+            Some(text_datum(&reason)),
+        ],
+        0,
+    );
+    let entered_now = if to_state != current { now } else { entered_at };
+    spi.run(
+        &UPDATE_CASE,
+        &[Some(case_d), to_d, Some(pg_sys::Datum::from(version + 1)), Some(pg_sys::Datum::from(entered_now)), Some(pg_sys::Datum::from(now))],
+        0,
+    );
+    Ok(row)
+}
+
+sql_function!(sm_correct_transition, pg_finfo_sm_correct_transition, correct_transition);
 sql_function!(sm_transition_case, pg_finfo_sm_transition_case, transition_case);
 sql_function!(sm_create_case, pg_finfo_sm_create_case, create_case);
 sql_function!(sm_add_evidence, pg_finfo_sm_add_evidence, add_evidence);

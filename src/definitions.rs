@@ -22,9 +22,9 @@ static LATEST_DEFINITION: Stmt = Stmt {
     args: &[TEXT, TEXT],
 };
 static INSERT_VERSION: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.machine_version (machine, version, description, role_source, definition) \
-          VALUES ($1, $2, $3, $4, $5::pg_catalog.jsonb) RETURNING id",
-    args: &[TEXT, INT4, TEXT, TEXT, TEXT],
+    sql: "INSERT INTO statemachine.machine_version (machine, version, description, role_source, corrections, definition) \
+          VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb) RETURNING id",
+    args: &[TEXT, INT4, TEXT, TEXT, TEXT, TEXT],
 };
 static INSERT_STATE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.state (machine_version_id, code, label, phase, is_initial, is_terminal, sort_order, attributes) \
@@ -153,6 +153,7 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
             Some(pg_sys::Datum::from(version)),
             opt_text(&def.description),
             Some(text_datum(def.role_source.as_str())),
+            Some(text_datum(if def.correct_any { "any" } else { "latest" })),
             Some(text_datum(canonical)),
         ],
         1,

@@ -11,6 +11,8 @@ use std::fmt;
 
 /// Transition code written by `create_case` into the first history row; no rule may use it.
 pub const CREATE_CODE: &str = "CREATE";
+/// Transition code of the history row correct_transition writes; no rule may use it.
+pub const CORRECT_CODE: &str = "CORRECT";
 /// Longest code or name accepted (PostgreSQL's identifier length).
 pub const MAX_CODE_LEN: usize = 63;
 pub const MAX_STATES: usize = 1_000;
@@ -229,6 +231,8 @@ pub struct MachineDef {
     pub machine: String,
     pub description: Option<String>,
     pub role_source: RoleSource,
+    /// correct_transition may correct any transition, not only the latest.
+    pub correct_any: bool,
     pub states: Vec<StateDef>,
     pub transitions: Vec<TransitionDef>,
 }
@@ -270,6 +274,9 @@ impl MachineDef {
         }
         if self.role_source != RoleSource::Asserted {
             top.insert("role_source".into(), self.role_source.as_str().into());
+        }
+        if self.correct_any {
+            top.insert("corrections".into(), "any".into());
         }
         let states = self
             .states
@@ -512,7 +519,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "states", "transitions"];
+const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "corrections", "states", "transitions"];
 const STATE_KEYS: &[&str] = &["code", "label", "phase", "initial", "terminal", "sort_order", "attributes"];
 const TRANSITION_KEYS: &[&str] = &[
     "code",
@@ -540,6 +547,15 @@ pub fn validate(root: &Value) -> Validation {
     c.unknown_keys("$", top, TOP_KEYS);
     let machine = c.code("$.machine", top.get("machine"), "machine name");
     let description = c.opt_string("$.description", top.get("description"));
+    let correct_any = match top.get("corrections") {
+        None => false,
+        Some(Value::String(s)) if s == "latest" => false,
+        Some(Value::String(s)) if s == "any" => true,
+        Some(other) => {
+            c.error("$.corrections", format!("corrections must be \"latest\" (the default) or \"any\", not {other}"));
+            false
+        }
+    };
     let role_source = match top.get("role_source") {
         None => RoleSource::Asserted,
         Some(Value::String(s)) => RoleSource::parse(s).unwrap_or_else(|| {
@@ -635,7 +651,7 @@ pub fn validate(root: &Value) -> Validation {
 
     let definition = match machine {
         Some(machine) if !c.problems.iter().any(|p| p.severity == Severity::Error) => {
-            Some(MachineDef { machine, description, role_source, states, transitions })
+            Some(MachineDef { machine, description, role_source, correct_any, states, transitions })
         }
         _ => None,
     };
@@ -700,6 +716,9 @@ fn parse_transition(
     let code = c.code(&format!("{path}.code"), obj.get("code"), "transition code");
     if code.as_deref() == Some(CREATE_CODE) {
         c.error(format!("{path}.code"), "transition code \"CREATE\" is reserved for the first history row of every case");
+    }
+    if code.as_deref() == Some(CORRECT_CODE) {
+        c.error(format!("{path}.code"), "transition code \"CORRECT\" is reserved for the history rows correct_transition writes");
     }
     let known = |c: &mut Collector, p: String, s: &str| {
         if states.is_some_and(|st| !st.contains_key(s)) {

@@ -50,6 +50,13 @@ pub enum Refusal {
     GuardFunctionInvalid { function: String, problem: String },
     /// register_guard / evaluation: the function's owner could change it under us (42501).
     GuardFunctionOwner { function: String, owner: String },
+    /// correct_transition: no history row with that id (SM009).
+    UnknownTransitionRow { transition_id: String },
+    /// correct_transition: the machine version has no such state (SM009).
+    UnknownState { machine: String, version: i32, state: String },
+    /// correct_transition: this transition may not be corrected (SM001).
+    /// `transition` names it for people: "CLOSE (state_version 3)".
+    CorrectionNotAllowed { transition: String, why: String },
     /// release_assignment: no such active assignment (SM009).
     AssignmentNotFound { case_id: String, assignee: String, role: String },
     StaleVersion { expected: i64, actual: i64 },
@@ -136,7 +143,8 @@ impl Refusal {
             Refusal::ReasonNotAllowed { .. } => REASON_REQUIRED,
             Refusal::EvidenceTypesMissing { .. } => EVIDENCE_REQUIRED,
             Refusal::GuardReentry { .. } => DIRECT_WRITE_REFUSED,
-            Refusal::AssignmentNotFound { .. } => NOT_FOUND,
+            Refusal::AssignmentNotFound { .. } | Refusal::UnknownTransitionRow { .. } | Refusal::UnknownState { .. } => NOT_FOUND,
+            Refusal::CorrectionNotAllowed { .. } => ILLEGAL_TRANSITION,
             Refusal::GuardNotRegistered { .. } => "42883",
             Refusal::GuardFunctionInvalid { .. } => "42P13",
             Refusal::GuardFunctionOwner { .. } => "42501",
@@ -337,6 +345,21 @@ impl Refusal {
                 format!("guard function {function} must be owned by a superuser or by the extension's owner"),
                 Some(format!("{function} is owned by {owner}. Guards run inside the write path with its privileges, so only roles that already hold them may own (and so change) a guard.")),
                 Some(format!("ALTER FUNCTION {function} OWNER TO <the extension's owner>;")),
+            ),
+            Refusal::UnknownTransitionRow { transition_id } => (
+                format!("transition {transition_id} not found"),
+                Some(format!("No row in statemachine.case_state_transition has id {transition_id}.")),
+                None,
+            ),
+            Refusal::UnknownState { machine, version, state } => (
+                format!("machine {machine} v{version} has no state {state}"),
+                Some(format!("Case {id} is pinned to machine {machine} v{version}, which does not define state {state}.")),
+                Some("Correct to one of the version's states (SELECT code FROM statemachine.state ...).".into()),
+            ),
+            Refusal::CorrectionNotAllowed { transition, why } => (
+                format!("transition {transition} of case {id} cannot be corrected"),
+                Some(format!("Case {id} is in state {state}; {why}.")),
+                Some("Correct the case's latest transition, or publish the machine with \"corrections\": \"any\".".into()),
             ),
             Refusal::AssignmentNotFound { case_id, assignee, role } => (
                 format!("no active {role} assignment of {assignee} on case {case_id}"),

@@ -106,5 +106,65 @@ SELECT case_id, ok, to_state FROM statemachine.bulk_transition_by_state('order',
 SELECT statemachine.run_due_transitions(0);
 \echo :LAST_ERROR_SQLSTATE
 
+------------------------------------------------------------------------------------------
+-- Corrections (seed 003 §13.2): the wrong row stays, a corrective row and a link are added.
+------------------------------------------------------------------------------------------
+-- O-1 was closed by the bulk; that was wrong: it should still be SHIPPED.
+SELECT id AS wrong_close FROM statemachine.case_state_transition
+ WHERE case_id = '0d000000-0000-0000-0000-000000000001' AND transition_code = 'CLOSE' \gset
+SELECT id AS pay FROM statemachine.case_state_transition
+ WHERE case_id = '0d000000-0000-0000-0000-000000000001' AND transition_code = 'PAY' \gset
+SELECT id AS created FROM statemachine.case_state_transition
+ WHERE case_id = '0d000000-0000-0000-0000-000000000001' AND transition_code = 'CREATE' \gset
+SELECT from_state, to_state, transition_code, transition_kind, state_version, reason_text, causation_id = :'wrong_close' AS caused_by_wrong
+  FROM statemachine.correct_transition(:'wrong_close', 'SHIPPED', 'closed by the year-end bulk by mistake',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c2000000-0000-0000-0000-000000000001');
+-- Replayed: the same row.
+SELECT state_version FROM statemachine.correct_transition(:'wrong_close', 'SHIPPED', 'closed by the year-end bulk by mistake',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c2000000-0000-0000-0000-000000000001');
+-- The history shows both, the wrong row untouched.
+SELECT state_version, transition_code, transition_kind, from_state, to_state, metadata->>'corrects_code' AS corrects
+  FROM statemachine.case_history('0d000000-0000-0000-0000-000000000001');
+SELECT k.wrong_transition_id = :'wrong_close' AS links_wrong, t.transition_code AS correcting, k.reason_text
+  FROM statemachine.case_state_correction k JOIN statemachine.case_state_transition t ON t.id = k.correcting_transition_id;
+SELECT current_state, state_version FROM statemachine.case_file WHERE id = '0d000000-0000-0000-0000-000000000001';
+-- Refused: a second correction of the same row, a transition that is not the latest,
+-- the CREATE row, an unknown state, no reason, an unknown transition id.
+SELECT statemachine.correct_transition(:'wrong_close', 'PAID', 'again', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.correct_transition(:'pay', 'PLACED', 'never paid', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.correct_transition(:'created', 'PAID', 'x', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT id AS corrective FROM statemachine.case_state_transition WHERE transition_code = 'CORRECT' \gset
+SELECT statemachine.correct_transition(:'corrective', 'LOST', 'x', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.correct_transition(:'corrective', 'PAID', ' ', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.correct_transition('00000000-0000-0000-0000-000000000000', 'PAID', 'x', 'a0000000-0000-0000-0000-000000000009',
+       'ADMIN', 'c2000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+-- The command id of the correction cannot be reused for something else.
+SELECT statemachine.transition_case('0d000000-0000-0000-0000-000000000001', 'CLOSE', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c2000000-0000-0000-0000-000000000001', reason_text => 'x');
+\echo :LAST_ERROR_SQLSTATE
+-- "corrections": "any" lets an older transition be corrected.
+SELECT statemachine.define_machine('{"machine": "ledger", "corrections": "any",
+  "states": [{"code": "A", "initial": true}, {"code": "B"}, {"code": "C", "terminal": true}],
+  "transitions": [{"code": "AB", "from": "A", "to": "B"}, {"code": "BC", "from": "B", "to": "C"}]}');
+SELECT id FROM statemachine.create_case('ledger', 'L-1', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c3000000-0000-0000-0000-000000000001', case_id => '1e000000-0000-0000-0000-000000000001');
+SELECT (statemachine.transition_case('1e000000-0000-0000-0000-000000000001', 'AB', 'a0000000-0000-0000-0000-000000000001', 'R',
+        'c3000000-0000-0000-0000-000000000002')).id AS ab \gset
+SELECT to_state FROM statemachine.transition_case('1e000000-0000-0000-0000-000000000001', 'BC', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c3000000-0000-0000-0000-000000000003');
+SELECT from_state, to_state, state_version FROM statemachine.correct_transition(:'ab', 'A', 'AB was booked on the wrong case',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c3000000-0000-0000-0000-000000000004');
+
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
 SELECT count(*) AS missing_events FROM statemachine.reconcile_outbox();
