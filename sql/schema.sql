@@ -75,7 +75,7 @@ COMMENT ON COLUMN statemachine.state.attributes IS 'Per-state flags such as is_b
 CREATE TABLE statemachine.transition_rule (
     machine_version_id uuid NOT NULL,
     from_state         text NOT NULL,
-    transition_code    text NOT NULL CONSTRAINT transition_rule_code_chk CHECK (transition_code NOT IN ('CREATE', 'CORRECT')),
+    transition_code    text NOT NULL CONSTRAINT transition_rule_code_chk CHECK (transition_code NOT IN ('CREATE', 'CORRECT', 'MIGRATE')),
     to_state           text NOT NULL,
     requires_reason    boolean NOT NULL DEFAULT false,
     requires_evidence  boolean NOT NULL DEFAULT false,
@@ -94,7 +94,7 @@ CREATE TABLE statemachine.transition_rule (
 COMMENT ON TABLE statemachine.transition_rule IS 'Legal transitions of a machine version, one row per (from state, code) (seed 003 §4); a definition''s "from": [..] array becomes several rows.';
 COMMENT ON COLUMN statemachine.transition_rule.machine_version_id IS 'The machine version this rule belongs to.';
 COMMENT ON COLUMN statemachine.transition_rule.from_state IS 'State the case must be in.';
-COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name passed to transition_case, e.g. APPROVE_CASE. CREATE (the first history row) and CORRECT (correct_transition) are reserved.';
+COMMENT ON COLUMN statemachine.transition_rule.transition_code IS 'Command name passed to transition_case, e.g. APPROVE_CASE. CREATE (the first history row), CORRECT (correct_transition) and MIGRATE (migrate_cases) are reserved.';
 COMMENT ON COLUMN statemachine.transition_rule.to_state IS 'State the case moves to; one (from_state, transition_code) pair leads to one target only.';
 COMMENT ON COLUMN statemachine.transition_rule.requires_reason IS 'reason_code or reason_text must be given (SM004).';
 COMMENT ON COLUMN statemachine.transition_rule.requires_evidence IS 'At least one active evidence row of the case must be passed in evidence_ids (SM005).';
@@ -239,7 +239,7 @@ CREATE TABLE statemachine.case_state_transition (
     to_state        text NOT NULL,
     transition_code text NOT NULL,
     transition_kind text NOT NULL
-                    CONSTRAINT case_transition_kind_chk CHECK (transition_kind IN ('create', 'normal', 'reopen', 'reversal', 'correction', 'admin')),
+                    CONSTRAINT case_transition_kind_chk CHECK (transition_kind IN ('create', 'normal', 'reopen', 'reversal', 'correction', 'admin', 'migration')),
     state_version   bigint NOT NULL CONSTRAINT case_transition_state_version_chk CHECK (state_version >= 0),
     actor_id        uuid NOT NULL,
     actor_role      text NOT NULL,
@@ -266,7 +266,7 @@ COMMENT ON COLUMN statemachine.case_state_transition.machine IS 'The machine of 
 COMMENT ON COLUMN statemachine.case_state_transition.from_state IS 'State before the transition; NULL for the CREATE row.';
 COMMENT ON COLUMN statemachine.case_state_transition.to_state IS 'State after the transition.';
 COMMENT ON COLUMN statemachine.case_state_transition.transition_code IS 'The command performed (CREATE for the first row).';
-COMMENT ON COLUMN statemachine.case_state_transition.transition_kind IS 'Kind of the rule applied (create for the first row): normal, reopen, reversal, correction or admin.';
+COMMENT ON COLUMN statemachine.case_state_transition.transition_kind IS 'Kind of the rule applied (create for the first row): normal, reopen, reversal, correction or admin; correction for correct_transition rows, migration for migrate_cases rows.';
 COMMENT ON COLUMN statemachine.case_state_transition.state_version IS 'Position in the case''s history: 0 for CREATE, then gapless +1 per transition.';
 COMMENT ON COLUMN statemachine.case_state_transition.actor_id IS 'Who performed the transition.';
 COMMENT ON COLUMN statemachine.case_state_transition.actor_role IS 'In which role (capacity) the actor acted.';
@@ -535,6 +535,20 @@ CREATE FUNCTION statemachine.correct_transition(
     LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'sm_correct_transition';
 COMMENT ON FUNCTION statemachine.correct_transition(uuid, text, text, uuid, text, uuid) IS 'Corrects a wrong transition (seed 003 §13.2): appends a corrective history row (code CORRECT, kind correction) moving the case to to_state, and a case_state_correction row linking it to the wrong one, which stays. Only the latest transition unless the definition says "corrections": "any"; idempotent on command_id.';
+
+CREATE FUNCTION statemachine.migrate_cases(
+    machine text, from_version integer, to_version integer, state_map jsonb, actor_id uuid, actor_role text,
+    command_id uuid, dry_run boolean DEFAULT true)
+    RETURNS TABLE (case_id uuid, case_number text, from_state text, to_state text, outcome text, detail text)
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_migrate_cases';
+COMMENT ON FUNCTION statemachine.migrate_cases(text, integer, integer, jsonb, uuid, text, uuid, boolean) IS 'Moves the cases of one version of a machine to another (seed 003 §20) by state_map, each with a MIGRATE history row carrying the mapping; a state without a mapping or flagged requires_manual_review is listed and left alone, never guessed. dry_run (the default) only reports.';
+
+CREATE FUNCTION statemachine.retire_version(machine text, version integer)
+    RETURNS statemachine.machine_version
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_retire_version';
+COMMENT ON FUNCTION statemachine.retire_version(text, integer) IS 'Retires a machine version: no new cases are created under it (55006 while cases are still pinned to it). Retiring again returns the row.';
 
 CREATE FUNCTION statemachine.check_transition(
     case_id uuid, transition_code text, actor_id uuid, actor_role text,

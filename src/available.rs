@@ -21,6 +21,7 @@ static READ_CASE: Stmt = Stmt {
 pub enum Cell {
     Text(Option<String>),
     Bool(bool),
+    Uuid([u8; 16]),
 }
 
 /// Returns `rows` as the function's result set (materialize mode).
@@ -39,6 +40,7 @@ pub unsafe fn return_rows(fcinfo: pg_sys::FunctionCallInfo, rows: &[Vec<Cell>]) 
                     Cell::Text(Some(s)) => (text_datum(s), false),
                     Cell::Text(None) => (pg_sys::Datum::from(0usize), true),
                     Cell::Bool(b) => (pg_sys::Datum::from(*b), false),
+                    Cell::Uuid(u) => (crate::fmgr::uuid_datum(u), false),
                 };
                 values.push(v);
                 nulls.push(n);

@@ -197,6 +197,11 @@ thread_local! {
 /// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970.
 const PG_EPOCH_UNIX_MS: i64 = 946_684_800_000;
 
+/// A UUID v7 for a history row written at `ts` (also for migrate_cases).
+pub fn history_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
+    new_id(ts)
+}
+
 /// A UUID v7 for a row written at `ts`.
 fn new_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
     RNG.with(|r| {

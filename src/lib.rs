@@ -9,7 +9,8 @@
 //! - [`door`]: the backend-local flag only the write path opens;
 //! - [`machines`]: per-backend cache of compiled machine versions;
 //! - [`facts`]: the database's answers to the core's checks (membership, guards);
-//! - [`definitions`], [`cases`], [`available`], [`outbox`], [`guard`]: the SQL functions.
+//! - [`definitions`], [`cases`], [`available`], [`outbox`], [`versions`], [`guard`]: the
+//!   SQL functions.
 //!
 //! The DDL lives in `sql/schema.sql`.
 
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod machines;
 pub mod outbox;
 pub mod spi;
+pub mod versions;
 
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 

@@ -720,6 +720,9 @@ fn parse_transition(
     if code.as_deref() == Some(CORRECT_CODE) {
         c.error(format!("{path}.code"), "transition code \"CORRECT\" is reserved for the history rows correct_transition writes");
     }
+    if code.as_deref() == Some(crate::migration::MIGRATE_CODE) {
+        c.error(format!("{path}.code"), "transition code \"MIGRATE\" is reserved for the history rows migrate_cases writes");
+    }
     let known = |c: &mut Collector, p: String, s: &str| {
         if states.is_some_and(|st| !st.contains_key(s)) {
             c.error(p, format!("unknown state {s:?}"));

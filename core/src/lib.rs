@@ -6,6 +6,7 @@
 //! - [`checks`]: every check of a transition (role, reason, evidence, guards), shared
 //!   by the write path, the dry run and available_transitions;
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
+//! - [`migration`]: the state map of migrate_cases;
 //! - [`ids`]: time-ordered history ids.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
@@ -15,6 +16,7 @@ pub mod checks;
 pub mod definition;
 pub mod ids;
 pub mod interval;
+pub mod migration;
 pub mod refusal;
 pub mod rules;
 

@@ -57,6 +57,12 @@ pub enum Refusal {
     /// correct_transition: this transition may not be corrected (SM001).
     /// `transition` names it for people: "CLOSE (state_version 3)".
     CorrectionNotAllowed { transition: String, why: String },
+    /// migrate_cases: the state map is unusable (22023); every problem with its path.
+    InvalidStateMap { problems: Vec<Problem> },
+    /// retire_version: cases are still pinned to the version (55006).
+    VersionInUse { machine: String, version: i32, why: String },
+    /// migrate_cases: the target version is retired (55006).
+    VersionRetired { machine: String, version: i32 },
     /// release_assignment: no such active assignment (SM009).
     AssignmentNotFound { case_id: String, assignee: String, role: String },
     StaleVersion { expected: i64, actual: i64 },
@@ -145,6 +151,8 @@ impl Refusal {
             Refusal::GuardReentry { .. } => DIRECT_WRITE_REFUSED,
             Refusal::AssignmentNotFound { .. } | Refusal::UnknownTransitionRow { .. } | Refusal::UnknownState { .. } => NOT_FOUND,
             Refusal::CorrectionNotAllowed { .. } => ILLEGAL_TRANSITION,
+            Refusal::InvalidStateMap { .. } => "22023",
+            Refusal::VersionInUse { .. } | Refusal::VersionRetired { .. } => "55006",
             Refusal::GuardNotRegistered { .. } => "42883",
             Refusal::GuardFunctionInvalid { .. } => "42P13",
             Refusal::GuardFunctionOwner { .. } => "42501",
@@ -345,6 +353,21 @@ impl Refusal {
                 format!("guard function {function} must be owned by a superuser or by the extension's owner"),
                 Some(format!("{function} is owned by {owner}. Guards run inside the write path with its privileges, so only roles that already hold them may own (and so change) a guard.")),
                 Some(format!("ALTER FUNCTION {function} OWNER TO <the extension's owner>;")),
+            ),
+            Refusal::InvalidStateMap { problems } => (
+                format!("invalid state_map: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" }),
+                Some(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")),
+                Some("Map each old state to a state of the target version: {\"OLD\": \"NEW\"}, {\"OLD\": {\"to\": \"NEW\", \"reason\": \"...\"}} or {\"OLD\": {\"requires_manual_review\": true}}.".into()),
+            ),
+            Refusal::VersionInUse { machine, version, why } => (
+                format!("machine {machine} v{version} {why}"),
+                None,
+                Some("Migrate its cases first with statemachine.migrate_cases(...).".into()),
+            ),
+            Refusal::VersionRetired { machine, version } => (
+                format!("machine {machine} v{version} is retired; cases cannot be migrated to it"),
+                None,
+                Some(format!("Migrate to an active version: SELECT version FROM statemachine.machine_version WHERE machine = '{machine}' AND status = 'active';")),
             ),
             Refusal::UnknownTransitionRow { transition_id } => (
                 format!("transition {transition_id} not found"),

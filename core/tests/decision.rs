@@ -400,6 +400,12 @@ fn every_sqlstate_has_a_report() {
         Refusal::GuardNotRegistered { name: "g".into(), problem: "is not registered".into() },
         Refusal::GuardFunctionInvalid { function: "f".into(), problem: "is VOLATILE".into() },
         Refusal::GuardFunctionOwner { function: "f".into(), owner: "bob".into() },
+        Refusal::CorrectionNotAllowed { transition: "CLOSE (state_version 3)".into(), why: "x".into() },
+        Refusal::UnknownTransitionRow { transition_id: "t".into() },
+        Refusal::UnknownState { machine: "m".into(), version: 1, state: "S".into() },
+        Refusal::InvalidStateMap { problems: vec![] },
+        Refusal::VersionInUse { machine: "m".into(), version: 1, why: "x".into() },
+        Refusal::VersionRetired { machine: "m".into(), version: 1 },
         Refusal::InvalidDefinition {
             problems: vec![
                 Problem { severity: Severity::Error, path: "$.a".into(), problem: "bad".into() },
@@ -408,7 +414,13 @@ fn every_sqlstate_has_a_report() {
         },
     ];
     let codes: Vec<String> = samples.iter().map(|s| s.report(&facts("S")).sqlstate).collect();
-    assert_eq!(codes, vec!["SM009", "SM009", "SM003", "SM008", "SM007", "SM005", "SM007", "SM009", "42883", "42P13", "42501", "SM010"]);
+    assert_eq!(
+        codes,
+        vec![
+            "SM009", "SM009", "SM003", "SM008", "SM007", "SM005", "SM007", "SM009", "42883", "42P13", "42501", "SM001", "SM009", "SM009",
+            "22023", "55006", "55006", "SM010"
+        ]
+    );
     let inv = samples.last().unwrap().report(&facts("S"));
     assert_eq!(inv.message, "invalid machine definition: 1 problem");
     assert_eq!(inv.detail.unwrap(), "$.a: bad");

@@ -168,3 +168,70 @@ SELECT from_state, to_state, state_version FROM statemachine.correct_transition(
 
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
 SELECT count(*) AS missing_events FROM statemachine.reconcile_outbox();
+
+------------------------------------------------------------------------------------------
+-- Versions and migration (seed 003 §19-20).
+------------------------------------------------------------------------------------------
+-- v1 of "review": three cases in flight, one in each state.
+SELECT statemachine.define_machine('{"machine": "review",
+  "states": [{"code": "DRAFT", "initial": true}, {"code": "REVIEW"}, {"code": "HOLD"}, {"code": "DONE", "terminal": true}],
+  "transitions": [{"code": "SUBMIT", "from": "DRAFT", "to": "REVIEW"}, {"code": "PARK", "from": "REVIEW", "to": "HOLD"},
+                  {"code": "RESUME", "from": "HOLD", "to": "REVIEW"}, {"code": "FINISH", "from": "REVIEW", "to": "DONE"}]}');
+SELECT count(*) FROM (SELECT statemachine.create_case('review', 'R-' || n, 'a0000000-0000-0000-0000-000000000001', 'R',
+       ('c4000000-0000-0000-0000-00000000000' || n)::uuid, ('2e000000-0000-0000-0000-00000000000' || n)::uuid)
+  FROM generate_series(1, 3) n) c;
+SELECT to_state FROM statemachine.transition_case('2e000000-0000-0000-0000-000000000002', 'SUBMIT', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c4000000-0000-0000-0000-000000000012');
+SELECT to_state FROM statemachine.transition_case('2e000000-0000-0000-0000-000000000003', 'SUBMIT', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c4000000-0000-0000-0000-000000000013');
+SELECT to_state FROM statemachine.transition_case('2e000000-0000-0000-0000-000000000003', 'PARK', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c4000000-0000-0000-0000-000000000014');
+-- v2 splits REVIEW into TECHNICAL_REVIEW and LEGAL_REVIEW and drops HOLD.
+SELECT statemachine.define_machine('{"machine": "review",
+  "states": [{"code": "DRAFT", "initial": true}, {"code": "TECHNICAL_REVIEW"}, {"code": "LEGAL_REVIEW"}, {"code": "DONE", "terminal": true}],
+  "transitions": [{"code": "SUBMIT", "from": "DRAFT", "to": "TECHNICAL_REVIEW"}, {"code": "TO_LEGAL", "from": "TECHNICAL_REVIEW", "to": "LEGAL_REVIEW"},
+                  {"code": "FINISH", "from": "LEGAL_REVIEW", "to": "DONE"}]}');
+-- v1 cases keep v1 rules: PARK exists only in v1.
+SELECT statemachine.create_case('review', 'R-4', 'a0000000-0000-0000-0000-000000000001', 'R', 'c4000000-0000-0000-0000-000000000004',
+       case_id => '2e000000-0000-0000-0000-000000000004') IS NOT NULL AS created_under_v2;
+SELECT id, machine_version, current_state FROM statemachine.case_file WHERE machine = 'review' ORDER BY id;
+-- A bad map is refused whole, every problem with its path.
+SELECT * FROM statemachine.migrate_cases('review', 1, 2, '{"DRAFT": "DRAFTED", "NOPE": "DONE", "REVIEW": {"to": "DONE", "requires_manual_review": true}}',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c5000000-0000-0000-0000-000000000001');
+\echo :LAST_ERROR_SQLSTATE
+-- Dry run (the default): REVIEW is ambiguous (technical or legal?) and flagged; HOLD has
+-- no mapping. Neither is guessed.
+\set review_map '{"DRAFT": "DRAFT", "DONE": "DONE", "REVIEW": {"requires_manual_review": true, "reason": "technical or legal depends on the open task"}}'
+SELECT * FROM statemachine.migrate_cases('review', 1, 2, :'review_map', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c5000000-0000-0000-0000-000000000001');
+SELECT count(*) AS written FROM statemachine.case_state_transition WHERE transition_code = 'MIGRATE';
+-- For real.
+SELECT case_number, from_state, to_state, outcome FROM statemachine.migrate_cases('review', 1, 2, :'review_map',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c5000000-0000-0000-0000-000000000001', dry_run => false);
+SELECT case_number, machine_version, current_state, state_version FROM statemachine.case_file WHERE machine = 'review' ORDER BY case_number;
+SELECT transition_code, transition_kind, policy_version, metadata->'migration'->>'from_version' AS from_v,
+       metadata->'migration'->>'to_version' AS to_v FROM statemachine.case_state_transition WHERE transition_code = 'MIGRATE';
+-- The migrated case follows v2 rules now.
+SELECT to_state FROM statemachine.transition_case('2e000000-0000-0000-0000-000000000001', 'SUBMIT', 'a0000000-0000-0000-0000-000000000001', 'R',
+       'c4000000-0000-0000-0000-000000000021');
+-- Running the same migration again finds only what it left behind.
+SELECT case_number, outcome FROM statemachine.migrate_cases('review', 1, 2, :'review_map',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c5000000-0000-0000-0000-000000000001', dry_run => false);
+-- v1 still has cases: it cannot be retired. Resolve them by hand, then it can.
+SELECT statemachine.retire_version('review', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT case_number, outcome FROM statemachine.migrate_cases('review', 1, 2,
+       '{"REVIEW": {"to": "LEGAL_REVIEW", "reason": "reviewed by hand: legal"}, "HOLD": {"to": "TECHNICAL_REVIEW", "reason": "reviewed by hand"}}',
+       'a0000000-0000-0000-0000-000000000009', 'ADMIN', 'c5000000-0000-0000-0000-000000000002', dry_run => false);
+SELECT version, status FROM statemachine.retire_version('review', 1);
+SELECT version, status FROM statemachine.retire_version('review', 1);
+-- Nothing migrates into a retired version, and the other way round needs an active target.
+SELECT * FROM statemachine.migrate_cases('review', 2, 1, '{}', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c5000000-0000-0000-0000-000000000003');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM statemachine.migrate_cases('review', 1, 9, '{}', 'a0000000-0000-0000-0000-000000000009', 'ADMIN',
+       'c5000000-0000-0000-0000-000000000003');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE statemachine.machine_version SET status = 'active';
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS disagreements FROM statemachine.reconcile();

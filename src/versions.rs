@@ -1,0 +1,223 @@
+//! Versions over time (seed 003 §19-20): migrate_cases moves cases between published
+//! versions of a machine by an explicit state map; retire_version stops a version from
+//! taking new cases. Both are part of the write path: the only state changes they can
+//! make are the ones a published map between two published versions describes.
+
+use crate::available::{return_rows, Cell};
+use crate::fmgr::{datum_text, text_datum, uuid_datum, uuid_string, Args, SmResult};
+use crate::spi::{Spi, Stmt, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
+use crate::{door, sql_function};
+use pgrx::pg_sys;
+use statemachine_core::migration::{parse_state_map, Outcome, MIGRATE_CODE};
+use statemachine_core::{CaseFacts, Refusal};
+
+static VERSION_BY_NUMBER: Stmt = Stmt {
+    sql: "SELECT v.id, v.status FROM statemachine.machine_version v \
+          WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
+    args: &[TEXT, INT4],
+};
+static STATE_CODES: Stmt = Stmt {
+    sql: "SELECT s.code FROM statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY s.sort_order",
+    args: &[UUID],
+};
+static CASES_OF_VERSION: Stmt = Stmt {
+    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at \
+          FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id",
+    args: &[UUID],
+};
+/// The same, locked: a real migration holds its cases until it commits.
+static LOCK_CASES_OF_VERSION: Stmt = Stmt {
+    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at \
+          FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
+    args: &[UUID],
+};
+/// One command id per case, derived from the migration's: a re-run cannot double up.
+static CASE_COMMAND: Stmt = Stmt {
+    sql: "SELECT pg_catalog.md5('migrate:' OPERATOR(pg_catalog.||) $1::pg_catalog.text OPERATOR(pg_catalog.||) ':' \
+                 OPERATOR(pg_catalog.||) $2::pg_catalog.text)::pg_catalog.uuid",
+    args: &[UUID, UUID],
+};
+static INSERT_MIGRATION_ROW: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code, \
+              transition_kind, state_version, actor_id, actor_role, reason_text, policy_version, occurred_at, command_id, metadata) \
+          VALUES ($1, $2, $3, $4, $5, $14, 'migration', $6, $7, $8, $9, $10, $11, $12, $13) \
+          ON CONFLICT (command_id) DO NOTHING RETURNING id",
+    args: &[UUID, UUID, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, JSONB, TEXT],
+};
+static MOVE_CASE: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_file SET current_state = $2, state_version = $3, state_entered_at = $4, updated_at = $5, \
+              machine_version = $6, machine_version_id = $7 WHERE id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID, TEXT, INT8, TIMESTAMPTZ, TIMESTAMPTZ, INT4, UUID],
+};
+static CASE_COUNT: Stmt = Stmt {
+    sql: "SELECT count(*) FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static RETIRE: Stmt = Stmt {
+    sql: "UPDATE statemachine.machine_version v SET status = 'retired' WHERE v.id OPERATOR(pg_catalog.=) $1 RETURNING v",
+    args: &[UUID],
+};
+static VERSION_ROW: Stmt = Stmt {
+    sql: "SELECT v FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+/// Serializes version changes of a machine with define_machine (same lock).
+static LOCK_MACHINE: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.machine m WHERE m.code OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[TEXT],
+};
+
+fn refuse(r: Refusal) -> statemachine_core::Report {
+    r.report(&CaseFacts::default())
+}
+
+/// A published version's id and status; SM009 if there is none.
+fn version(spi: &Spi, machine: &str, number: i32) -> SmResult<([u8; 16], String)> {
+    let v = spi.run(&VERSION_BY_NUMBER, &[Some(text_datum(machine)), Some(pg_sys::Datum::from(number))], 1);
+    match (v.uuid(0, 1), v.text(0, 2)) {
+        (Some(id), Some(status)) => Ok((id, status)),
+        _ => Err(refuse(Refusal::UnknownMachine { machine: machine.into(), version: Some(number) })),
+    }
+}
+
+fn states(spi: &Spi, version_id: &[u8; 16]) -> Vec<String> {
+    let r = spi.run(&STATE_CODES, &[Some(uuid_datum(version_id))], 0);
+    (0..r.count).filter_map(|i| r.text(i, 1)).collect()
+}
+
+unsafe fn migrate_cases(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    crate::cases::refuse_inside_guard("migrate_cases")?;
+    let a = Args(fcinfo);
+    let machine = a.text(0, "machine")?;
+    let from = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "from_version".into() }))?;
+    let to = a.opt_i32(2).ok_or_else(|| refuse(Refusal::NullArgument { name: "to_version".into() }))?;
+    let map_d = a.required(3, "state_map")?;
+    let actor_d = a.required(4, "actor_id")?;
+    let role = a.text(5, "actor_role")?;
+    let command_d = a.required(6, "command_id")?;
+    let dry_run = a.datum(7).is_none_or(|d| d.value() != 0);
+    if from == to {
+        return Err(refuse(Refusal::InvalidArgument { name: "to_version".into(), problem: format!("it is from_version ({from})") }));
+    }
+    let map_json: serde_json::Value =
+        serde_json::from_str(&datum_text(map_d, pg_sys::JSONBOID)).unwrap_or(serde_json::Value::Null);
+
+    let rows: Vec<Vec<Cell>> = {
+        let spi = Spi::connect();
+        spi.run(&LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
+        let (from_id, _) = version(&spi, &machine, from)?;
+        let (to_id, to_status) = version(&spi, &machine, to)?;
+        if to_status != "active" {
+            return Err(refuse(Refusal::VersionRetired { machine, version: to }));
+        }
+        let map = parse_state_map(&map_json, &states(&spi, &from_id), &states(&spi, &to_id))
+            .map_err(|problems| refuse(Refusal::InvalidStateMap { problems }))?;
+        let cases = spi.run(if dry_run { &CASES_OF_VERSION } else { &LOCK_CASES_OF_VERSION }, &[Some(uuid_datum(&from_id))], 0);
+        // Copied out: the writes below run further statements.
+        let cases: Vec<([u8; 16], String, String, i64, i64, i64)> = (0..cases.count)
+            .filter_map(|i| Some((cases.uuid(i, 1)?, cases.text(i, 2)?, cases.text(i, 3)?, cases.i64(i, 4)?, cases.i64(i, 5)?, cases.i64(i, 6)?)))
+            .collect();
+        let mut rows = Vec::with_capacity(cases.len());
+        for (case_id, number, state, version, entered_at, updated_at) in cases {
+            let outcome = map.outcome(&state);
+            let detail = match &outcome {
+                Outcome::Migrate { reason, .. } => reason.map(str::to_owned),
+                Outcome::ManualReview { reason } => {
+                    Some(reason.map_or("flagged for manual review".to_owned(), |r| format!("flagged for manual review: {r}")))
+                }
+                Outcome::Unmapped => Some(format!("state_map has no mapping for {state}")),
+            };
+            let to_state = match &outcome {
+                Outcome::Migrate { to, .. } => Some(to.to_string()),
+                _ => None,
+            };
+            if let (Outcome::Migrate { to: target, reason }, false) = (&outcome, dry_run) {
+                let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
+                let case_d = uuid_datum(&case_id);
+                let case_command = spi.run(&CASE_COMMAND, &[Some(command_d), Some(case_d)], 1).get(0, 1);
+                let metadata = serde_json::json!({"migration": {
+                    "from_version": from, "to_version": to, "from_state": state, "to_state": target,
+                    "reason": reason, "migration_command_id": uuid_string(&unsafe { crate::fmgr::uuid_from_datum(command_d) }),
+                }});
+                let _door = door::open();
+                let inserted = spi.run(
+                    &INSERT_MIGRATION_ROW,
+                    &[
+                        Some(uuid_datum(&crate::cases::history_id(now))),
+                        Some(case_d),
+                        Some(text_datum(&machine)),
+                        Some(text_datum(&state)),
+                        Some(text_datum(target)),
+                        Some(pg_sys::Datum::from(version + 1)),
+                        Some(actor_d),
+                        Some(text_datum(&role)),
+                        reason.map(text_datum),
+                        Some(pg_sys::Datum::from(to)),
+                        Some(pg_sys::Datum::from(now)),
+                        case_command,
+                        Some(crate::fmgr::jsonb_datum(&metadata.to_string())),
+                        Some(text_datum(MIGRATE_CODE)),
+                    ],
+                    1,
+                );
+                if inserted.is_empty() {
+                    return Err(refuse(Refusal::CommandInFlight));
+                }
+                let entered = if *target != state { now } else { entered_at };
+                spi.run(
+                    &MOVE_CASE,
+                    &[
+                        Some(case_d),
+                        Some(text_datum(target)),
+                        Some(pg_sys::Datum::from(version + 1)),
+                        Some(pg_sys::Datum::from(entered)),
+                        Some(pg_sys::Datum::from(now)),
+                        Some(pg_sys::Datum::from(to)),
+                        Some(uuid_datum(&to_id)),
+                    ],
+                    0,
+                );
+            }
+            rows.push(vec![
+                Cell::Uuid(case_id),
+                Cell::Text(Some(number)),
+                Cell::Text(Some(state)),
+                Cell::Text(to_state),
+                Cell::Text(Some(outcome.label(dry_run).to_owned())),
+                Cell::Text(detail),
+            ]);
+        }
+        rows
+    };
+    unsafe { return_rows(fcinfo, &rows) };
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+unsafe fn retire_version(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    crate::cases::refuse_inside_guard("retire_version")?;
+    let a = Args(fcinfo);
+    let machine = a.text(0, "machine")?;
+    let number = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "version".into() }))?;
+    let spi = Spi::connect();
+    spi.run(&LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
+    let (id, status) = version(&spi, &machine, number)?;
+    let idd = Some(uuid_datum(&id));
+    if status == "retired" {
+        let row = spi.run(&VERSION_ROW, &[idd], 1).get(0, 1);
+        return row.map(|d| spi.keep(d)).ok_or_else(|| refuse(Refusal::UnknownMachine { machine, version: Some(number) }));
+    }
+    let pinned = spi.run(&CASE_COUNT, &[idd], 1).i64(0, 1).unwrap_or(0);
+    if pinned > 0 {
+        return Err(refuse(Refusal::VersionInUse {
+            machine,
+            version: number,
+            why: format!("still has {pinned} case{} pinned to it", if pinned == 1 { "" } else { "s" }),
+        }));
+    }
+    let _door = door::open();
+    let row = spi.run(&RETIRE, &[idd], 1).get(0, 1);
+    row.map(|d| spi.keep(d)).ok_or_else(|| refuse(Refusal::UnknownMachine { machine, version: Some(number) }))
+}
+
+sql_function!(sm_migrate_cases, pg_finfo_sm_migrate_cases, migrate_cases);
+sql_function!(sm_retire_version, pg_finfo_sm_retire_version, retire_version);
