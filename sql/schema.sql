@@ -119,6 +119,22 @@ COMMENT ON COLUMN statemachine.transition_rule_role.from_state IS 'The rule''s f
 COMMENT ON COLUMN statemachine.transition_rule_role.transition_code IS 'The rule''s transition_code.';
 COMMENT ON COLUMN statemachine.transition_rule_role.role_code IS 'A role (actor_role) permitted to perform the transition (SM006 otherwise).';
 
+CREATE TABLE statemachine.state_invariant (
+    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id),
+    position           integer NOT NULL,
+    when_state         text NOT NULL,
+    dimension          text NOT NULL,
+    allowed_states     text[] NOT NULL CONSTRAINT state_invariant_allowed_chk CHECK (pg_catalog.cardinality(allowed_states) > 0),
+    PRIMARY KEY (machine_version_id, position),
+    FOREIGN KEY (machine_version_id, when_state) REFERENCES statemachine.state (machine_version_id, code)
+);
+COMMENT ON TABLE statemachine.state_invariant IS 'Cross-dimension invariants (the definition''s "invariants", seed 003 §21): a case''s dimension of this machine may be in when_state only while its dimension running machine `dimension` is in one of allowed_states. The write path checks both directions.';
+COMMENT ON COLUMN statemachine.state_invariant.machine_version_id IS 'The machine version declaring it.';
+COMMENT ON COLUMN statemachine.state_invariant.position IS 'Position in the definition''s list.';
+COMMENT ON COLUMN statemachine.state_invariant.when_state IS 'The state of this machine the invariant is about.';
+COMMENT ON COLUMN statemachine.state_invariant.dimension IS 'The other dimension (machine name) of the same case.';
+COMMENT ON COLUMN statemachine.state_invariant.allowed_states IS 'The states the other dimension must be in meanwhile.';
+
 CREATE TABLE statemachine.transition_reason (
     machine_version_id uuid NOT NULL,
     from_state         text NOT NULL,
@@ -209,7 +225,11 @@ CREATE TABLE statemachine.case_file (
     updated_at         timestamptz NOT NULL,
     metadata           jsonb NOT NULL DEFAULT '{}'
                        CONSTRAINT case_file_metadata_chk CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
+    root_case_id       uuid REFERENCES statemachine.case_file (id),
+    dimensions         text[] NOT NULL DEFAULT '{}',
     CONSTRAINT case_file_case_number_uk UNIQUE (machine, case_number),
+    CONSTRAINT case_file_dimension_uk UNIQUE (root_case_id, machine),
+    CONSTRAINT case_file_dimension_chk CHECK (root_case_id IS NULL OR (root_case_id <> id AND dimensions = '{}')),
     CONSTRAINT case_file_machine_version_fk FOREIGN KEY (machine_version_id, machine, machine_version)
         REFERENCES statemachine.machine_version (id, machine, version)
 );
@@ -230,6 +250,8 @@ COMMENT ON COLUMN statemachine.case_file.state_entered_at IS 'When the case ente
 COMMENT ON COLUMN statemachine.case_file.created_at IS 'When the case was created.';
 COMMENT ON COLUMN statemachine.case_file.updated_at IS 'When the case last changed.';
 COMMENT ON COLUMN statemachine.case_file.metadata IS 'Free-form JSON object; the only column a direct UPDATE may change.';
+COMMENT ON COLUMN statemachine.case_file.root_case_id IS 'For a dimension of a case (seed 003 §11, §21: SLA, escalation, ...): the case it belongs to; NULL for a case itself. A dimension has its own machine, state, version and history.';
+COMMENT ON COLUMN statemachine.case_file.dimensions IS 'On a case: the machines attached to it as dimensions (attach_dimension); transition_case finds a dimension by transition code or by name.';
 
 CREATE TABLE statemachine.case_state_transition (
     id              uuid PRIMARY KEY,
@@ -460,7 +482,7 @@ DO $guards$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['machine', 'machine_version', 'state', 'transition_rule', 'transition_rule_role',
+    FOREACH t IN ARRAY ARRAY['machine', 'machine_version', 'state', 'state_invariant', 'transition_rule', 'transition_rule_role',
                              'transition_reason', 'transition_guard', 'guard_function',
                              'case_file', 'case_state_transition', 'case_evidence', 'case_evidence_deactivation',
                              'case_transition_evidence', 'case_transition_guard_result',
@@ -523,11 +545,17 @@ CREATE FUNCTION statemachine.transition_case(
     case_id uuid, transition_code text, actor_id uuid, actor_role text, command_id uuid,
     reason_code text DEFAULT NULL, reason_text text DEFAULT NULL, expected_version bigint DEFAULT NULL,
     evidence_ids uuid[] DEFAULT NULL, correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
-    metadata jsonb DEFAULT '{}')
+    metadata jsonb DEFAULT '{}', dimension text DEFAULT NULL)
     RETURNS statemachine.case_state_transition
     LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'sm_transition_case';
-COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) IS 'The one write path: checks (rule, role, reason, evidence, guards) and performs a transition, appends its history row; idempotent on command_id.';
+COMMENT ON FUNCTION statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb, text) IS 'The one write path: checks (rule, role, reason, evidence, guards, cross-dimension invariants) and performs a transition, appends its history row; idempotent on command_id. On a case with dimensions, a code of a dimension''s machine (or an explicit dimension) moves that dimension.';
+
+CREATE FUNCTION statemachine.attach_dimension(case_id uuid, machine text, actor_id uuid, actor_role text, command_id uuid)
+    RETURNS statemachine.case_file
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_attach_dimension';
+COMMENT ON FUNCTION statemachine.attach_dimension(uuid, text, uuid, text, uuid) IS 'Gives a case another independent dimension (seed 003 §11, §21): a linked case row running machine, in its initial state, with its own history; its id is md5(''dimension:'' || case_id || '':'' || machine)::uuid. The machines of one case must not share transition codes. Idempotent on command_id.';
 
 CREATE FUNCTION statemachine.correct_transition(
     transition_id uuid, to_state text, reason_text text, actor_id uuid, actor_role text, command_id uuid)
@@ -842,6 +870,21 @@ AS $$
      ORDER BY c.id
 $$;
 COMMENT ON FUNCTION statemachine.reconcile() IS 'Every case whose stored state or version disagrees with its history (missing or gapped history included); zero rows is the healthy answer.';
+
+CREATE FUNCTION statemachine.state_durations(case_id uuid)
+    RETURNS TABLE (state text, entered integer, total interval)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Each history row starts a stay in its to_state that lasts until the next row (or now).
+    SELECT d.to_state, count(*) FILTER (WHERE d.from_state IS DISTINCT FROM d.to_state)::integer, sum(d.stay)
+      FROM (SELECT t.to_state, t.from_state,
+                   COALESCE(lead(t.occurred_at) OVER (ORDER BY t.state_version), now()) - t.occurred_at AS stay
+              FROM statemachine.case_state_transition t WHERE t.case_id = $1) d
+     GROUP BY d.to_state
+     ORDER BY d.to_state
+$$;
+COMMENT ON FUNCTION statemachine.state_durations(uuid) IS 'Time a case (or a dimension of it) has spent in each state, from its history: SLA pause accounting (seed 003 §23) is the PAUSED row of its SLA dimension.';
 
 CREATE FUNCTION statemachine.reconcile_evidence()
     RETURNS TABLE (evidence_id uuid, case_id uuid, is_active boolean, deactivated_at timestamptz)

@@ -16,11 +16,14 @@ use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::checks::WRITE;
 use statemachine_core::definition::CORRECT_CODE;
 use statemachine_core::ids::{uuid_v7, SplitMix64};
-use statemachine_core::{CaseFacts, EvidenceFact, Membership, Refusal, Report, Request, RoleSource, Supplied};
+use statemachine_core::{
+    check_invariants, CaseFacts, EvidenceFact, Membership, Refusal, Report, Request, RoleSource, Sibling, Supplied,
+};
 use std::cell::RefCell;
 
 static LOCK_CASE: Stmt = Stmt {
-    sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, c.machine_version_id \
+    sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, c.machine_version_id, \
+                 c.root_case_id, pg_catalog.cardinality(c.dimensions) OPERATOR(pg_catalog.>) 0 \
           FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
@@ -89,10 +92,10 @@ static INSERT_GUARD_RESULTS: Stmt = Stmt {
 };
 static INSERT_CASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
-              current_state, state_version, state_entered_at, created_at, updated_at, metadata) \
-          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb)) \
+              current_state, state_version, state_entered_at, created_at, updated_at, metadata, root_case_id) \
+          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb), $9) \
           ON CONFLICT DO NOTHING RETURNING c",
-    args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB],
+    args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB, UUID],
 };
 static EXISTING_CASE: Stmt = Stmt {
     sql: "SELECT c.id, c.machine, c.case_number FROM statemachine.case_file c \
@@ -161,6 +164,40 @@ static INSERT_CORRECTION: Stmt = Stmt {
               corrected_by, corrected_at, reason_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     args: &[UUID, UUID, UUID, UUID, UUID, TIMESTAMPTZ, TEXT],
 };
+/// A dimension of a case, by machine name (the case itself when it runs that machine).
+static DIMENSION_BY_NAME: Stmt = Stmt {
+    sql: "SELECT c.id FROM statemachine.case_file c \
+          WHERE (c.id OPERATOR(pg_catalog.=) $1 OR c.root_case_id OPERATOR(pg_catalog.=) $1) AND c.machine OPERATOR(pg_catalog.=) $2",
+    args: &[UUID, TEXT],
+};
+/// The other members of a case's family (the case and its dimensions), but one.
+static FAMILY: Stmt = Stmt {
+    sql: "SELECT c.id, c.machine_version_id, c.current_state FROM statemachine.case_file c \
+          WHERE (c.id OPERATOR(pg_catalog.=) $1 OR c.root_case_id OPERATOR(pg_catalog.=) $1) AND c.id OPERATOR(pg_catalog.<>) $2",
+    args: &[UUID, UUID],
+};
+/// A dimension's transition locks its case too (root first is the rule for everything
+/// that reads more than one member), so dimensions of one case move one at a time.
+static LOCK_ROOT: Stmt = Stmt {
+    sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[UUID],
+};
+static LOCK_FOR_ATTACH: Stmt = Stmt {
+    sql: "SELECT c.root_case_id, c.case_number, c.machine FROM statemachine.case_file c \
+          WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[UUID],
+};
+/// A dimension's id follows from its case and machine, so callers can compute it.
+static DIMENSION_ID: Stmt = Stmt {
+    sql: "SELECT pg_catalog.md5('dimension:' OPERATOR(pg_catalog.||) $1::pg_catalog.text OPERATOR(pg_catalog.||) ':' \
+                 OPERATOR(pg_catalog.||) $2)::pg_catalog.uuid",
+    args: &[UUID, TEXT],
+};
+static ADD_DIMENSION: Stmt = Stmt {
+    sql: "UPDATE statemachine.case_file SET dimensions = pg_catalog.array_append(dimensions, $2), \
+              updated_at = GREATEST(updated_at, $3) WHERE id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID, TEXT, TIMESTAMPTZ],
+};
 /// An assignment change is a change of the case: it updates the row (not just locks
 /// it), so a REPEATABLE READ transition that waited for it fails with 40001 instead of
 /// deciding on a snapshot that misses it.
@@ -216,6 +253,35 @@ fn new_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
         let ms = (ts / 1000 + PG_EPOCH_UNIX_MS).max(0) as u64;
         uuid_v7(ms, rng.next_u64(), rng.next_u64())
     })
+}
+
+/// Cross-dimension invariants (seed 003 §21) for a member of a case family moving to
+/// `to`: locks the family's root (a dimension's own lock is already held), then reads
+/// the other members' states.
+fn family_allows(
+    spi: &Spi,
+    case_d: pg_sys::Datum,
+    root_id: Option<[u8; 16]>,
+    machine: &statemachine_core::CompiledMachine,
+    to: &str,
+) -> Result<(), String> {
+    let root_d = match root_id {
+        Some(root) => {
+            let root_d = uuid_datum(&root);
+            spi.run(&LOCK_ROOT, &[Some(root_d)], 1);
+            root_d
+        }
+        None => case_d,
+    };
+    let family = spi.run(&FAMILY, &[Some(root_d), Some(case_d)], 0);
+    let members: Vec<(std::rc::Rc<statemachine_core::CompiledMachine>, String)> = (0..family.count)
+        .filter_map(|i| Some((family.uuid(i, 2)?, family.text(i, 3)?)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(v, state)| (machines::get(spi, &v), state))
+        .collect();
+    let siblings: Vec<Sibling<'_>> = members.iter().map(|(m, state)| Sibling { machine: m, state }).collect();
+    check_invariants(machine, to, &siblings)
 }
 
 /// Write-path functions refuse to run inside a SQL guard (SM007): a guard decides
@@ -298,6 +364,24 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
     refuse_inside_guard("transition_case")?;
     let a = Args(fcinfo);
     let case_d = a.required(0, "case_id")?;
+    let spi = Spi::connect();
+    match a.opt_text(12) {
+        // An explicit dimension: the case's own machine, or one attached to it.
+        Some(dimension) => {
+            let found = spi.run(&DIMENSION_BY_NAME, &[Some(case_d), Some(text_datum(&dimension))], 1);
+            let Some(target) = found.get(0, 1) else {
+                let case_id = uuid_string(&unsafe { uuid_from_datum(case_d) });
+                return Err(Refusal::UnknownDimension { case_id, dimension }.report(&CaseFacts::default()));
+            };
+            transition_in(&a, &spi, target, false)
+        }
+        None => transition_in(&a, &spi, case_d, true),
+    }
+}
+
+/// transition_case on one case row. `find_dimension`: a code the case's machine does not
+/// know may belong to one of its dimensions; move that one instead.
+fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: bool) -> SmResult<pg_sys::Datum> {
     let code = a.text(1, "transition_code")?;
     let actor_d = a.required(2, "actor_id")?;
     let role = a.text(3, "actor_role")?;
@@ -307,17 +391,27 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
     let evidence_d = a.datum(8);
     let case_id = unsafe { uuid_from_datum(case_d) };
 
-    let spi = Spi::connect();
     let lock = spi.run(&LOCK_CASE, &[Some(case_d)], 1);
     let (Some(current), Some(version), Some(entered_at), Some(updated_at), Some(version_id)) =
         (lock.text(0, 1), lock.i64(0, 2), lock.i64(0, 3), lock.i64(0, 4), lock.uuid(0, 5))
     else {
         let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() };
         let refusal = Refusal::UnknownCase { case_id: facts.case_id.clone() };
-        return replay_or_refuse(&spi, command_d, &case_id, &code, refusal, &facts);
+        return replay_or_refuse(spi, command_d, &case_id, &code, refusal, &facts);
     };
+    let (root_id, has_dimensions) = (lock.uuid(0, 6), lock.bool(0, 7) == Some(true));
     let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
-    let refuse = |refusal: Refusal| replay_or_refuse(&spi, command_d, &case_id, &code, refusal, &facts);
+    let refuse = |refusal: Refusal| replay_or_refuse(spi, command_d, &case_id, &code, refusal, &facts);
+    let machine = machines::get(spi, &version_id);
+    if find_dimension && has_dimensions && !machine.has_code(&code) {
+        // Codes are unique across a case's machines (attach_dimension checks), so at most
+        // one dimension knows this one.
+        let family = spi.run(&FAMILY, &[Some(case_d), Some(case_d)], 0);
+        let members: Vec<([u8; 16], [u8; 16])> = (0..family.count).filter_map(|i| Some((family.uuid(i, 1)?, family.uuid(i, 2)?))).collect();
+        if let Some((dimension, _)) = members.iter().find(|(_, v)| machines::get(spi, v).has_code(&code)) {
+            return transition_in(a, spi, uuid_datum(dimension), false);
+        }
+    }
 
     if let Some(expected) = expected_version {
         if expected != version {
@@ -325,11 +419,10 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         }
     }
 
-    let evidence = evidence_facts(&spi, evidence_d);
+    let evidence = evidence_facts(spi, evidence_d);
     // Transitions of one case are serialized by the row lock; occurred_at never goes
     // backwards within a case even if the clock does.
     let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
-    let machine = machines::get(&spi, &version_id);
     let request = Request {
         case_id,
         current_state: &current,
@@ -339,11 +432,16 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         supplied: Supplied::Given { reason_code: reason_code.as_deref(), reason_text: reason_text.as_deref(), evidence: &evidence },
         dry_run: false,
     };
-    let mut db = DbFacts { spi: &spi, case_d, entered_at, now };
+    let mut db = DbFacts { spi, case_d, entered_at, now };
     let (rule, evaluation) = match machine.decide(&request, &mut db, WRITE) {
         Ok(decided) => decided,
         Err(refusal) => return refuse(refusal),
     };
+    if root_id.is_some() || has_dimensions {
+        if let Err(reason) = family_allows(spi, case_d, root_id, &machine, &rule.to) {
+            return refuse(Refusal::GuardFailed { code: code.clone(), guard: "dimension_invariant".into(), reason });
+        }
+    }
 
     let transition_id = new_id(now);
     let entered_now = if rule.to != current { now } else { entered_at };
@@ -468,40 +566,147 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
         }
     }
 
-    let door = door::open();
+    let new_case = NewCase { case_id, machine: &machine, version_id, case_number: &case_number, metadata: a.datum(6), root: None };
+    if let Some(row) = insert_case(&spi, &new_case, actor_d, &role, command_d, now, &requested)? {
+        return Ok(row);
+    }
+    // The case id or number exists: a replay of this very command, or a clash.
+    if let Some(p) = find_command(&spi, command_d) {
+        return if same_create(&p) { Ok(spi.keep(p.case_row)) } else { Err(conflict(command_d, &p, requested)) };
+    }
+    let e = spi.run(&EXISTING_CASE, &[Some(uuid_datum(&case_id)), Some(text_datum(&machine_name)), Some(text_datum(&case_number))], 1);
+    let detail = match e.uuid(0, 1) {
+        Some(id) if id == case_id => format!("A case with id {} already exists.", uuid_string(&id)),
+        _ => format!("Machine {machine_name} already has a case numbered {case_number}."),
+    };
+    Err(Refusal::CaseExists { detail }.report(&CaseFacts::default()))
+}
+
+unsafe fn attach_dimension(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("attach_dimension")?;
+    let a = Args(fcinfo);
+    let case_d = a.required(0, "case_id")?;
+    let machine_name = a.text(1, "machine")?;
+    let actor_d = a.required(2, "actor_id")?;
+    let role = a.text(3, "actor_role")?;
+    let command_d = a.required(4, "command_id")?;
+    let root_id = unsafe { uuid_from_datum(case_d) };
+    let root_text = uuid_string(&root_id);
+    let plain = |r: Refusal| r.report(&CaseFacts::default());
+
+    let spi = Spi::connect();
+    let root = spi.run(&LOCK_FOR_ATTACH, &[Some(case_d)], 1);
+    let (Some(number), Some(root_machine)) = (root.text(0, 2), root.text(0, 3)) else {
+        return Err(plain(Refusal::UnknownCase { case_id: root_text }));
+    };
+    if let Some(parent) = root.uuid(0, 1) {
+        let problem = format!("{root_text} is itself a dimension of case {}; attach dimensions to that case", uuid_string(&parent));
+        return Err(plain(Refusal::InvalidArgument { name: "case_id".into(), problem }));
+    }
+    let requested = format!("attach dimension {machine_name} to case {root_text}");
+    let existing = spi.run(&DIMENSION_BY_NAME, &[Some(case_d), Some(text_datum(&machine_name))], 1).uuid(0, 1);
+    if let Some(p) = find_command(&spi, command_d) {
+        return if p.code == "CREATE" && existing == Some(p.case_id) {
+            Ok(spi.keep(p.case_row))
+        } else {
+            Err(conflict(command_d, &p, requested))
+        };
+    }
+    if existing.is_some() || machine_name == root_machine {
+        return Err(plain(Refusal::CaseExists { detail: format!("Case {root_text} already has dimension {machine_name}.") }));
+    }
+    let latest = spi.run(&machines::LATEST_VERSION, &[Some(text_datum(&machine_name))], 1);
+    let Some(version_id) = latest.uuid(0, 1) else {
+        return Err(plain(Refusal::UnknownMachine { machine: machine_name, version: None }));
+    };
+    let machine = machines::get(&spi, &version_id);
+    // The family as it is: the case and its dimensions.
+    let family = spi.run(&FAMILY, &[Some(case_d), Some(uuid_datum(&[0; 16]))], 0);
+    let members: Vec<(std::rc::Rc<statemachine_core::CompiledMachine>, String)> = (0..family.count)
+        .filter_map(|i| Some((family.uuid(i, 2)?, family.text(i, 3)?)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(v, state)| (machines::get(&spi, &v), state))
+        .collect();
+    // transition_case finds a dimension by code, so codes must not be shared.
+    for (m, _) in &members {
+        let mut shared: Vec<&str> = machine.codes().filter(|c| m.has_code(c)).collect();
+        if !shared.is_empty() {
+            shared.sort_unstable();
+            let problem = format!(
+                "{machine_name} shares transition code{} {} with dimension {}; transition_case could not tell them apart",
+                if shared.len() == 1 { "" } else { "s" },
+                shared.join(", "),
+                m.machine
+            );
+            return Err(plain(Refusal::InvalidArgument { name: "machine".into(), problem }));
+        }
+    }
+    let siblings: Vec<Sibling<'_>> = members.iter().map(|(m, state)| Sibling { machine: m, state }).collect();
+    if let Err(reason) = check_invariants(&machine, &machine.initial, &siblings) {
+        let facts = CaseFacts { case_id: root_text, current_state: String::new() };
+        return Err(Refusal::GuardFailed { code: "CREATE".into(), guard: "dimension_invariant".into(), reason }.report(&facts));
+    }
+
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let case_number = format!("{number}/{machine_name}");
+    let dimension_id = spi.run(&DIMENSION_ID, &[Some(case_d), Some(text_datum(&machine_name))], 1).uuid(0, 1).unwrap_or_else(|| new_id(now));
+    let new_case =
+        NewCase { case_id: dimension_id, machine: &machine, version_id, case_number: &case_number, metadata: None, root: Some(case_d) };
+    let Some(row) = insert_case(&spi, &new_case, actor_d, &role, command_d, now, &requested)? else {
+        let detail = format!("Machine {machine_name} already has a case numbered {case_number}.");
+        return Err(plain(Refusal::CaseExists { detail }));
+    };
+    let _door = door::open();
+    spi.run(&ADD_DIMENSION, &[Some(case_d), Some(text_datum(&machine_name)), Some(pg_sys::Datum::from(now))], 0);
+    Ok(row)
+}
+
+/// A case row to create: a case, or (with `root`) a dimension of one.
+struct NewCase<'a> {
+    case_id: [u8; 16],
+    machine: &'a statemachine_core::CompiledMachine,
+    version_id: [u8; 16],
+    case_number: &'a str,
+    metadata: Option<pg_sys::Datum>,
+    root: Option<pg_sys::Datum>,
+}
+
+/// Inserts the case row in its machine's initial state and its CREATE history row.
+/// `Ok(None)`: the case id or number exists (the caller tells a replay from a clash).
+fn insert_case(
+    spi: &Spi,
+    new: &NewCase<'_>,
+    actor_d: pg_sys::Datum,
+    role: &str,
+    command_d: pg_sys::Datum,
+    now: i64,
+    requested: &str,
+) -> SmResult<Option<pg_sys::Datum>> {
+    let machine = new.machine;
+    let _door = door::open();
     let inserted = spi.run(
         &INSERT_CASE,
         &[
-            Some(uuid_datum(&case_id)),
+            Some(uuid_datum(&new.case_id)),
             Some(text_datum(&machine.machine)),
             Some(pg_sys::Datum::from(machine.version)),
-            Some(uuid_datum(&version_id)),
-            Some(text_datum(&case_number)),
+            Some(uuid_datum(&new.version_id)),
+            Some(text_datum(new.case_number)),
             Some(text_datum(&machine.initial)),
             Some(pg_sys::Datum::from(now)),
-            a.datum(6),
+            new.metadata,
+            new.root,
         ],
         1,
     );
-    let Some(case_row) = inserted.get(0, 1) else {
-        drop(door);
-        // The case id or number exists: a replay of this very command, or a clash.
-        if let Some(p) = find_command(&spi, command_d) {
-            return if same_create(&p) { Ok(spi.keep(p.case_row)) } else { Err(conflict(command_d, &p, requested)) };
-        }
-        let e = spi.run(&EXISTING_CASE, &[Some(uuid_datum(&case_id)), Some(text_datum(&machine_name)), Some(text_datum(&case_number))], 1);
-        let detail = match e.uuid(0, 1) {
-            Some(id) if id == case_id => format!("A case with id {} already exists.", uuid_string(&id)),
-            _ => format!("Machine {machine_name} already has a case numbered {case_number}."),
-        };
-        return Err(Refusal::CaseExists { detail }.report(&CaseFacts::default()));
-    };
+    let Some(case_row) = inserted.get(0, 1) else { return Ok(None) };
     let case_row = spi.keep(case_row);
     let created = spi.run(
         &INSERT_TRANSITION,
         &[
             Some(uuid_datum(&new_id(now))),
-            Some(uuid_datum(&case_id)),
+            Some(uuid_datum(&new.case_id)),
             Some(text_datum(&machine.machine)),
             None,
             Some(text_datum(&machine.initial)),
@@ -509,7 +714,7 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
             Some(text_datum("create")),
             Some(pg_sys::Datum::from(0i64)),
             Some(actor_d),
-            Some(text_datum(&role)),
+            Some(text_datum(role)),
             None,
             None,
             Some(pg_sys::Datum::from(machine.version)),
@@ -522,13 +727,12 @@ unsafe fn create_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
         1,
     );
     if created.is_empty() {
-        drop(door);
-        return Err(match find_command(&spi, command_d) {
-            Some(p) => conflict(command_d, &p, requested),
+        return Err(match find_command(spi, command_d) {
+            Some(p) => conflict(command_d, &p, requested.to_owned()),
             None => Refusal::CommandInFlight.report(&CaseFacts::default()),
         });
     }
-    Ok(case_row)
+    Ok(Some(case_row))
 }
 
 unsafe fn add_evidence(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
@@ -847,6 +1051,7 @@ unsafe fn correct_transition(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
 }
 
 sql_function!(sm_correct_transition, pg_finfo_sm_correct_transition, correct_transition);
+sql_function!(sm_attach_dimension, pg_finfo_sm_attach_dimension, attach_dimension);
 sql_function!(sm_transition_case, pg_finfo_sm_transition_case, transition_case);
 sql_function!(sm_create_case, pg_finfo_sm_create_case, create_case);
 sql_function!(sm_add_evidence, pg_finfo_sm_add_evidence, add_evidence);

@@ -37,6 +37,11 @@ static INSERT_RULE: Stmt = Stmt {
           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     args: &[UUID, TEXT, TEXT, TEXT, BOOL, BOOL, TEXT_ARRAY, BOOL, TEXT, INTERVAL, TEXT],
 };
+static INSERT_INVARIANT: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.state_invariant (machine_version_id, position, when_state, dimension, allowed_states) \
+          VALUES ($1, $2, $3, $4, $5)",
+    args: &[UUID, INT4, TEXT, TEXT, TEXT_ARRAY],
+};
 static INSERT_REASON: Stmt = Stmt {
     sql: "INSERT INTO statemachine.transition_reason (machine_version_id, from_state, transition_code, reason_code, label, sort_order) \
           VALUES ($1, $2, $3, $4, $5, $6)",
@@ -172,6 +177,19 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
                 bool_datum(s.terminal),
                 Some(pg_sys::Datum::from(def.effective_sort_order(i))),
                 Some(text_datum(&serde_json_object(&s.attributes))),
+            ],
+            0,
+        );
+    }
+    for (i, inv) in def.invariants.iter().enumerate() {
+        spi.run(
+            &INSERT_INVARIANT,
+            &[
+                idd,
+                Some(pg_sys::Datum::from(i as i32)),
+                Some(text_datum(&inv.when)),
+                Some(text_datum(&inv.dimension)),
+                inv.allowed.clone().into_datum(),
             ],
             0,
         );

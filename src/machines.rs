@@ -7,7 +7,7 @@
 
 use crate::spi::{Spi, Stmt, TEXT, UUID};
 use statemachine_core::rules::{Rule, StateRow};
-use statemachine_core::{CompiledMachine, EvidenceRequirement, GuardDef, GuardSpec, Kind, ReasonDef, RoleSource};
+use statemachine_core::{CompiledMachine, EvidenceRequirement, GuardDef, GuardSpec, Invariant, Kind, ReasonDef, RoleSource};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -34,6 +34,11 @@ static RULE_ROWS: Stmt = Stmt {
 static REASON_ROWS: Stmt = Stmt {
     sql: "SELECT r.from_state, r.transition_code, r.reason_code, r.label FROM statemachine.transition_reason r \
           WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY r.sort_order",
+    args: &[UUID],
+};
+static INVARIANT_ROWS: Stmt = Stmt {
+    sql: "SELECT i.when_state, i.dimension, pg_catalog.to_json(i.allowed_states)::pg_catalog.text \
+          FROM statemachine.state_invariant i WHERE i.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY i.position",
     args: &[UUID],
 };
 static GUARD_ROWS: Stmt = Stmt {
@@ -147,7 +152,19 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
             rule.guards = gs;
         }
     }
-    CompiledMachine::from_rows(machine, version, role_source, states, rules)
-        .unwrap_or_else(|e| panic!("published machine version is inconsistent: {e}"))
+    let inv = spi.run(&INVARIANT_ROWS, &[idd], 0);
+    let invariants: Vec<Invariant> = (0..inv.count)
+        .filter_map(|i| {
+            Some(Invariant {
+                when: inv.text(i, 1)?,
+                dimension: inv.text(i, 2)?,
+                allowed: serde_json::from_str(&inv.text(i, 3)?).ok()?,
+            })
+        })
+        .collect();
+    let mut compiled = CompiledMachine::from_rows(machine, version, role_source, states, rules)
+        .unwrap_or_else(|e| panic!("published machine version is inconsistent: {e}"));
+    compiled.invariants = invariants;
+    compiled
 }
 

@@ -226,6 +226,16 @@ impl TransitionDef {
     }
 }
 
+/// A cross-dimension invariant (seed 003 §21): this machine may be in state `when` only
+/// while the case's `dimension` (another machine attached to the same case) is in one
+/// of `allowed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invariant {
+    pub when: String,
+    pub dimension: String,
+    pub allowed: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MachineDef {
     pub machine: String,
@@ -233,6 +243,7 @@ pub struct MachineDef {
     pub role_source: RoleSource,
     /// correct_transition may correct any transition, not only the latest.
     pub correct_any: bool,
+    pub invariants: Vec<Invariant>,
     pub states: Vec<StateDef>,
     pub transitions: Vec<TransitionDef>,
 }
@@ -277,6 +288,20 @@ impl MachineDef {
         }
         if self.correct_any {
             top.insert("corrections".into(), "any".into());
+        }
+        if !self.invariants.is_empty() {
+            let list = self
+                .invariants
+                .iter()
+                .map(|i| {
+                    let mut o = Map::new();
+                    o.insert("when".into(), i.when.clone().into());
+                    o.insert("dimension".into(), i.dimension.clone().into());
+                    o.insert("in".into(), i.allowed.iter().cloned().map(Value::String).collect());
+                    Value::Object(o)
+                })
+                .collect();
+            top.insert("invariants".into(), Value::Array(list));
         }
         let states = self
             .states
@@ -519,7 +544,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "corrections", "states", "transitions"];
+const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "corrections", "invariants", "states", "transitions"];
 const STATE_KEYS: &[&str] = &["code", "label", "phase", "initial", "terminal", "sort_order", "attributes"];
 const TRANSITION_KEYS: &[&str] = &[
     "code",
@@ -648,10 +673,11 @@ pub fn validate(root: &Value) -> Validation {
     if all_parsed {
         check_guard_references(&mut c, &transitions);
     }
+    let invariants = parse_invariants(&mut c, top.get("invariants"), &state_index, machine.as_deref());
 
     let definition = match machine {
         Some(machine) if !c.problems.iter().any(|p| p.severity == Severity::Error) => {
-            Some(MachineDef { machine, description, role_source, correct_any, states, transitions })
+            Some(MachineDef { machine, description, role_source, correct_any, invariants, states, transitions })
         }
         _ => None,
     };
@@ -1093,6 +1119,66 @@ fn parse_guard_spec(c: &mut Collector, p: &str, kind: &str, obj: &Map<String, Va
             None
         }
     }
+}
+
+fn parse_invariants(
+    c: &mut Collector,
+    v: Option<&Value>,
+    states: &HashMap<String, usize>,
+    machine: Option<&str>,
+) -> Vec<Invariant> {
+    let items = match v {
+        None => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            c.error("$.invariants", format!("invariants must be an array, not {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("$.invariants[{i}]");
+        let Some(obj) = item.as_object() else {
+            c.error(p, format!("an invariant must be an object, not {}", type_name(item)));
+            continue;
+        };
+        c.unknown_keys(&p, obj, &["when", "dimension", "in"]);
+        let when = c.code(&format!("{p}.when"), obj.get("when"), "state code");
+        if let Some(w) = &when {
+            if !states.contains_key(w) {
+                c.error(format!("{p}.when"), format!("unknown state {w:?}"));
+            }
+        }
+        let dimension = c.code(&format!("{p}.dimension"), obj.get("dimension"), "dimension (machine name)");
+        if dimension.is_some() && dimension.as_deref() == machine {
+            c.error(format!("{p}.dimension"), "an invariant relates this machine to another dimension of the case, not to itself");
+        }
+        let allowed: Vec<String> = match obj.get("in") {
+            Some(Value::Array(xs)) if !xs.is_empty() => xs
+                .iter()
+                .enumerate()
+                .filter_map(|(j, x)| c.code(&format!("{p}.in[{j}]"), Some(x), "state code"))
+                .collect(),
+            Some(Value::Array(_)) => {
+                c.error(format!("{p}.in"), "in must not be empty");
+                Vec::new()
+            }
+            None => {
+                c.error(format!("{p}.in"), "in is required: the states the other dimension must be in");
+                Vec::new()
+            }
+            Some(other) => {
+                c.error(format!("{p}.in"), format!("in must be an array of state codes, not {}", type_name(other)));
+                Vec::new()
+            }
+        };
+        if let (Some(when), Some(dimension)) = (when, dimension) {
+            if !allowed.is_empty() {
+                out.push(Invariant { when, dimension, allowed });
+            }
+        }
+    }
+    out
 }
 
 /// A `distinct_actor` guard must name a transition of this machine (or CREATE).

@@ -22,9 +22,9 @@ pub mod rules;
 
 pub use checks::{evaluate, Check, EvidenceFact, Evaluation, Facts, Membership, Request, SqlOutcome, Supplied};
 pub use definition::{
-    validate, validate_text, EvidenceRequirement, GuardDef, GuardSpec, Kind, MachineDef, Problem, ReasonDef, RoleSource,
-    Severity, Validation,
+    validate, validate_text, EvidenceRequirement, GuardDef, GuardSpec, Invariant, Kind, MachineDef, Problem, ReasonDef,
+    RoleSource, Severity, Validation,
 };
 pub use interval::Interval;
 pub use refusal::{CaseFacts, Refusal, Report};
-pub use rules::{CompiledMachine, Rule, StateRow};
+pub use rules::{check_invariants, CompiledMachine, Rule, Sibling, StateRow};

@@ -50,6 +50,8 @@ pub enum Refusal {
     GuardFunctionInvalid { function: String, problem: String },
     /// register_guard / evaluation: the function's owner could change it under us (42501).
     GuardFunctionOwner { function: String, owner: String },
+    /// transition_case with a dimension the case does not have (SM009).
+    UnknownDimension { case_id: String, dimension: String },
     /// correct_transition: no history row with that id (SM009).
     UnknownTransitionRow { transition_id: String },
     /// correct_transition: the machine version has no such state (SM009).
@@ -149,7 +151,10 @@ impl Refusal {
             Refusal::ReasonNotAllowed { .. } => REASON_REQUIRED,
             Refusal::EvidenceTypesMissing { .. } => EVIDENCE_REQUIRED,
             Refusal::GuardReentry { .. } => DIRECT_WRITE_REFUSED,
-            Refusal::AssignmentNotFound { .. } | Refusal::UnknownTransitionRow { .. } | Refusal::UnknownState { .. } => NOT_FOUND,
+            Refusal::AssignmentNotFound { .. }
+            | Refusal::UnknownTransitionRow { .. }
+            | Refusal::UnknownState { .. }
+            | Refusal::UnknownDimension { .. } => NOT_FOUND,
             Refusal::CorrectionNotAllowed { .. } => ILLEGAL_TRANSITION,
             Refusal::InvalidStateMap { .. } => "22023",
             Refusal::VersionInUse { .. } | Refusal::VersionRetired { .. } => "55006",
@@ -368,6 +373,11 @@ impl Refusal {
                 format!("machine {machine} v{version} is retired; cases cannot be migrated to it"),
                 None,
                 Some(format!("Migrate to an active version: SELECT version FROM statemachine.machine_version WHERE machine = '{machine}' AND status = 'active';")),
+            ),
+            Refusal::UnknownDimension { case_id, dimension } => (
+                format!("case {case_id} has no dimension {dimension}"),
+                Some(format!("Neither case {case_id} nor any dimension attached to it runs machine {dimension}.")),
+                Some("Attach one with statemachine.attach_dimension(case_id, machine, ...), or leave dimension NULL to find it by transition code.".into()),
             ),
             Refusal::UnknownTransitionRow { transition_id } => (
                 format!("transition {transition_id} not found"),

@@ -4,7 +4,7 @@
 //! (published versions never change), so the hot path decides with hash lookups and
 //! no SQL, no JSON.
 
-use crate::definition::{EvidenceRequirement, GuardDef, Kind, MachineDef, ReasonDef, RoleSource};
+use crate::definition::{EvidenceRequirement, GuardDef, Invariant, Kind, MachineDef, ReasonDef, RoleSource};
 use crate::refusal::Refusal;
 use std::collections::HashMap;
 
@@ -58,6 +58,8 @@ pub struct CompiledMachine {
     pub machine: String,
     pub version: i32,
     pub role_source: RoleSource,
+    /// Cross-dimension invariants (empty for most machines).
+    pub invariants: Vec<Invariant>,
     pub initial: String,
     states: HashMap<String, StateEntry>,
     /// Every transition code of the version: tells "unknown code" (SM009) from
@@ -92,7 +94,7 @@ impl CompiledMachine {
                 .rules
                 .push(r);
         }
-        Ok(CompiledMachine { machine, version, role_source, initial, states: map, codes })
+        Ok(CompiledMachine { machine, version, role_source, invariants: Vec::new(), initial, states: map, codes })
     }
 
     pub fn from_definition(def: &MachineDef, version: i32) -> Self {
@@ -127,8 +129,20 @@ impl CompiledMachine {
             })
             .collect();
         // A validated definition always compiles.
-        CompiledMachine::from_rows(def.machine.clone(), version, def.role_source, states, rules)
-            .unwrap_or_else(|e| unreachable!("validated definition failed to compile: {e}"))
+        let mut m = CompiledMachine::from_rows(def.machine.clone(), version, def.role_source, states, rules)
+            .unwrap_or_else(|e| unreachable!("validated definition failed to compile: {e}"));
+        m.invariants = def.invariants.clone();
+        m
+    }
+
+    /// Whether this version defines transition `code` (from any state).
+    pub fn has_code(&self, code: &str) -> bool {
+        self.codes.contains_key(code)
+    }
+
+    /// Every transition code of this version.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.codes.keys().map(String::as_str)
     }
 
     pub fn is_terminal(&self, state: &str) -> bool {
@@ -187,4 +201,59 @@ impl CompiledMachine {
     pub fn legal_from(&self, state: &str) -> Vec<(String, String, Kind)> {
         self.legal_rules(state).map(|r| (r.code.clone(), r.to.clone(), r.kind)).collect()
     }
+}
+
+/// One other dimension of a case: its machine and current state.
+#[derive(Clone, Copy, Debug)]
+pub struct Sibling<'a> {
+    pub machine: &'a CompiledMachine,
+    pub state: &'a str,
+}
+
+/// Whether `machine` moving to `to` keeps every cross-dimension invariant of the case
+/// (seed 003 §21), in both directions: this machine's own invariants for `to`, and the
+/// other dimensions' invariants about this machine. `Err` says which one breaks.
+pub fn check_invariants(machine: &CompiledMachine, to: &str, siblings: &[Sibling<'_>]) -> Result<(), String> {
+    for inv in machine.invariants.iter().filter(|i| i.when == to) {
+        match siblings.iter().find(|s| s.machine.machine == inv.dimension) {
+            None => {
+                return Err(format!(
+                    "{} may be {} only while dimension {} is in {}, and the case has no {} dimension",
+                    machine.machine,
+                    to,
+                    inv.dimension,
+                    inv.allowed.join(", "),
+                    inv.dimension
+                ))
+            }
+            Some(s) if !inv.allowed.iter().any(|a| a == s.state) => {
+                return Err(format!(
+                    "{} may be {} only while {} is in {}; {} is {}",
+                    machine.machine,
+                    to,
+                    inv.dimension,
+                    inv.allowed.join(", "),
+                    inv.dimension,
+                    s.state
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for s in siblings {
+        for inv in s.machine.invariants.iter().filter(|i| i.dimension == machine.machine && i.when == s.state) {
+            if !inv.allowed.iter().any(|a| a == to) {
+                return Err(format!(
+                    "{} is {}, which it may be only while {} is in {}; {} would move to {}",
+                    s.machine.machine,
+                    s.state,
+                    machine.machine,
+                    inv.allowed.join(", "),
+                    machine.machine,
+                    to
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -425,3 +425,24 @@ fn every_sqlstate_has_a_report() {
     assert_eq!(inv.message, "invalid machine definition: 1 problem");
     assert_eq!(inv.detail.unwrap(), "$.a: bad");
 }
+
+#[test]
+fn cross_dimension_invariants_hold_both_ways() {
+    use statemachine_core::{check_invariants, Sibling};
+    let lifecycle = machine();
+    let sla = CompiledMachine::from_definition(&validate_text(include_str!("../../examples/sla.json")).definition.unwrap(), 1);
+    // SLA may pause while the investigation is under review ...
+    assert!(check_invariants(&sla, "PAUSED", &[Sibling { machine: &lifecycle, state: "UNDER_REVIEW" }]).is_ok());
+    // ... not while it is still a draft, nor without an investigation dimension at all.
+    assert_eq!(
+        check_invariants(&sla, "PAUSED", &[Sibling { machine: &lifecycle, state: "DRAFT" }]).unwrap_err(),
+        "sla may be PAUSED only while investigation is in UNDER_REVIEW; investigation is DRAFT"
+    );
+    assert!(check_invariants(&sla, "PAUSED", &[]).unwrap_err().contains("the case has no investigation dimension"));
+    // And the investigation may not leave UNDER_REVIEW while the SLA is paused.
+    assert_eq!(
+        check_invariants(&lifecycle, "APPROVED", &[Sibling { machine: &sla, state: "PAUSED" }]).unwrap_err(),
+        "sla is PAUSED, which it may be only while investigation is in UNDER_REVIEW; investigation would move to APPROVED"
+    );
+    assert!(check_invariants(&lifecycle, "APPROVED", &[Sibling { machine: &sla, state: "ON_TRACK" }]).is_ok());
+}

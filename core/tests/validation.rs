@@ -30,7 +30,7 @@ fn assert_single_error(def: &Value, path: &str, contains: &str) {
 
 #[test]
 fn the_seed_machines_are_valid() {
-    for text in [INVESTIGATION, PRODUCT_STATUS] {
+    for text in [INVESTIGATION, PRODUCT_STATUS, include_str!("../../examples/sla.json")] {
         let v = validate_text(text);
         assert!(v.problems.is_empty(), "{:#?}", v.problems);
         assert!(v.definition.is_some());
@@ -367,4 +367,21 @@ fn emit_and_after_parse_validate_and_round_trip() {
     let mut d = investigation();
     d["transitions"][2]["emit"] = json!("Case Approved");
     assert_single_error(&d, "$.transitions[2].emit", "event type");
+}
+
+#[test]
+fn invariants_parse_validate_and_round_trip() {
+    let sla: Value = serde_json::from_str(include_str!("../../examples/sla.json")).unwrap();
+    let v = validate(&sla);
+    assert!(v.problems.is_empty(), "{:#?}", v.problems);
+    let def = v.definition.unwrap();
+    assert_eq!(def.invariants[0].allowed, vec!["UNDER_REVIEW"]);
+    assert_eq!(validate(&def.to_canonical_json()).definition.unwrap(), def);
+    let mut bad = sla.clone();
+    bad["invariants"] = json!([{"when": "NAPPING", "dimension": "investigation", "in": ["X"]}]);
+    assert_single_error(&bad, "$.invariants[0].when", "unknown state \"NAPPING\"");
+    bad["invariants"] = json!([{"when": "PAUSED", "dimension": "sla", "in": ["X"]}]);
+    assert_single_error(&bad, "$.invariants[0].dimension", "not to itself");
+    bad["invariants"] = json!([{"when": "PAUSED", "dimension": "investigation", "in": []}]);
+    assert_single_error(&bad, "$.invariants[0].in", "must not be empty");
 }

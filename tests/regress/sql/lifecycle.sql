@@ -192,8 +192,8 @@ SELECT statemachine.define_machine('{"machine": "review",
   "transitions": [{"code": "SUBMIT", "from": "DRAFT", "to": "TECHNICAL_REVIEW"}, {"code": "TO_LEGAL", "from": "TECHNICAL_REVIEW", "to": "LEGAL_REVIEW"},
                   {"code": "FINISH", "from": "LEGAL_REVIEW", "to": "DONE"}]}');
 -- v1 cases keep v1 rules: PARK exists only in v1.
-SELECT statemachine.create_case('review', 'R-4', 'a0000000-0000-0000-0000-000000000001', 'R', 'c4000000-0000-0000-0000-000000000004',
-       case_id => '2e000000-0000-0000-0000-000000000004') IS NOT NULL AS created_under_v2;
+SELECT (statemachine.create_case('review', 'R-4', 'a0000000-0000-0000-0000-000000000001', 'R', 'c4000000-0000-0000-0000-000000000004',
+       case_id => '2e000000-0000-0000-0000-000000000004')).machine_version AS created_under;
 SELECT id, machine_version, current_state FROM statemachine.case_file WHERE machine = 'review' ORDER BY id;
 -- A bad map is refused whole, every problem with its path.
 SELECT * FROM statemachine.migrate_cases('review', 1, 2, '{"DRAFT": "DRAFTED", "NOPE": "DONE", "REVIEW": {"to": "DONE", "requires_manual_review": true}}',

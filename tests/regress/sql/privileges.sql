@@ -39,7 +39,8 @@ GRANT sm_reviewer TO sm_app;
 GRANT USAGE ON SCHEMA statemachine TO sm_app;
 GRANT EXECUTE ON FUNCTION
     statemachine.create_case(text, text, uuid, text, uuid, uuid, jsonb),
-    statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb),
+    statemachine.transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb, text),
+    statemachine.attach_dimension(uuid, text, uuid, text, uuid),
     statemachine.check_transition(uuid, text, uuid, text, text, text, uuid[]),
     statemachine.available_transitions(uuid, text, uuid),
     statemachine.add_evidence(uuid, text, text, text, uuid),
