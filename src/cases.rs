@@ -255,6 +255,18 @@ fn new_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
     })
 }
 
+/// The machines and states of a case family (the case and its dimensions) but `except`.
+fn family_members(
+    spi: &Spi,
+    root_d: pg_sys::Datum,
+    except_d: pg_sys::Datum,
+) -> Vec<(std::rc::Rc<statemachine_core::CompiledMachine>, String)> {
+    let family = spi.run(&FAMILY, &[Some(root_d), Some(except_d)], 0);
+    // Copied out first: loading a machine into the cache runs statements of its own.
+    let rows: Vec<([u8; 16], String)> = (0..family.count).filter_map(|i| Some((family.uuid(i, 2)?, family.text(i, 3)?))).collect();
+    rows.into_iter().map(|(v, state)| (machines::get(spi, &v), state)).collect()
+}
+
 /// Cross-dimension invariants (seed 003 §21) for a member of a case family moving to
 /// `to`: locks the family's root (a dimension's own lock is already held), then reads
 /// the other members' states.
@@ -273,13 +285,7 @@ fn family_allows(
         }
         None => case_d,
     };
-    let family = spi.run(&FAMILY, &[Some(root_d), Some(case_d)], 0);
-    let members: Vec<(std::rc::Rc<statemachine_core::CompiledMachine>, String)> = (0..family.count)
-        .filter_map(|i| Some((family.uuid(i, 2)?, family.text(i, 3)?)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|(v, state)| (machines::get(spi, &v), state))
-        .collect();
+    let members = family_members(spi, root_d, case_d);
     let siblings: Vec<Sibling<'_>> = members.iter().map(|(m, state)| Sibling { machine: m, state }).collect();
     check_invariants(machine, to, &siblings)
 }
@@ -621,13 +627,7 @@ unsafe fn attach_dimension(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys:
     };
     let machine = machines::get(&spi, &version_id);
     // The family as it is: the case and its dimensions.
-    let family = spi.run(&FAMILY, &[Some(case_d), Some(uuid_datum(&[0; 16]))], 0);
-    let members: Vec<(std::rc::Rc<statemachine_core::CompiledMachine>, String)> = (0..family.count)
-        .filter_map(|i| Some((family.uuid(i, 2)?, family.text(i, 3)?)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|(v, state)| (machines::get(&spi, &v), state))
-        .collect();
+    let members = family_members(&spi, case_d, uuid_datum(&[0; 16]));
     // transition_case finds a dimension by code, so codes must not be shared.
     for (m, _) in &members {
         let mut shared: Vec<&str> = machine.codes().filter(|c| m.has_code(c)).collect();

@@ -10,8 +10,8 @@ static INSERT_MACHINE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.machine (code) VALUES ($1) ON CONFLICT DO NOTHING",
     args: &[TEXT],
 };
-/// Serializes publishing per machine, so version numbers never race.
-static LOCK_MACHINE: Stmt = Stmt {
+/// Serializes publishing, migrating and retiring per machine, so versions never race.
+pub static LOCK_MACHINE: Stmt = Stmt {
     sql: "SELECT 1 FROM statemachine.machine m WHERE m.code OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[TEXT],
 };

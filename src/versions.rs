@@ -61,12 +61,6 @@ static VERSION_ROW: Stmt = Stmt {
     sql: "SELECT v FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
-/// Serializes version changes of a machine with define_machine (same lock).
-static LOCK_MACHINE: Stmt = Stmt {
-    sql: "SELECT 1 FROM statemachine.machine m WHERE m.code OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-    args: &[TEXT],
-};
-
 fn refuse(r: Refusal) -> statemachine_core::Report {
     r.report(&CaseFacts::default())
 }
@@ -104,7 +98,7 @@ unsafe fn migrate_cases(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Da
 
     let rows: Vec<Vec<Cell>> = {
         let spi = Spi::connect();
-        spi.run(&LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
+        spi.run(&crate::definitions::LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
         let (from_id, _) = version(&spi, &machine, from)?;
         let (to_id, to_status) = version(&spi, &machine, to)?;
         if to_status != "active" {
@@ -199,7 +193,7 @@ unsafe fn retire_version(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::D
     let machine = a.text(0, "machine")?;
     let number = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "version".into() }))?;
     let spi = Spi::connect();
-    spi.run(&LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
+    spi.run(&crate::definitions::LOCK_MACHINE, &[Some(text_datum(&machine))], 1);
     let (id, status) = version(&spi, &machine, number)?;
     let idd = Some(uuid_datum(&id));
     if status == "retired" {
