@@ -470,6 +470,22 @@ COMMENT ON COLUMN statemachine.case_assignment_release.released_at IS 'When.';
 COMMENT ON COLUMN statemachine.case_assignment_release.command_id IS 'Idempotency key of release_assignment.';
 COMMENT ON COLUMN statemachine.case_assignment_release.recorded_by IS 'Database session user that called release_assignment.';
 
+CREATE TABLE statemachine.break_glass_event (
+    id             uuid PRIMARY KEY,
+    reason         text NOT NULL CONSTRAINT break_glass_reason_chk CHECK (pg_catalog.btrim(reason) <> ''),
+    session_user_name text NOT NULL DEFAULT SESSION_USER,
+    backend_pid    integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+    transaction_id bigint NOT NULL,
+    occurred_at    timestamptz NOT NULL
+);
+COMMENT ON TABLE statemachine.break_glass_event IS 'Append-only record of break_glass() calls: each lets the rest of its own transaction change the guards of the extension''s tables (which the event trigger statemachine_guard_ddl otherwise refuses). A transaction that rolls back leaves no row, and changed nothing.';
+COMMENT ON COLUMN statemachine.break_glass_event.id IS 'Event identity.';
+COMMENT ON COLUMN statemachine.break_glass_event.reason IS 'Why the glass was broken.';
+COMMENT ON COLUMN statemachine.break_glass_event.session_user_name IS 'Who (session user).';
+COMMENT ON COLUMN statemachine.break_glass_event.backend_pid IS 'The backend that broke it.';
+COMMENT ON COLUMN statemachine.break_glass_event.transaction_id IS 'The transaction it applies to (txid_current()).';
+COMMENT ON COLUMN statemachine.break_glass_event.occurred_at IS 'When.';
+
 ------------------------------------------------------------------------------------------
 -- Guard triggers: the only door is the write path's own Rust code.
 ------------------------------------------------------------------------------------------
@@ -486,7 +502,8 @@ BEGIN
                              'transition_reason', 'transition_guard', 'guard_function',
                              'case_file', 'case_state_transition', 'case_evidence', 'case_evidence_deactivation',
                              'case_transition_evidence', 'case_transition_guard_result',
-                             'case_assignment', 'case_assignment_release', 'outbox_event', 'case_state_correction']
+                             'case_assignment', 'case_assignment_release', 'outbox_event', 'case_state_correction',
+                             'break_glass_event']
     LOOP
         -- zz_: BEFORE triggers fire in name order; the guard should see the row as
         -- every other BEFORE trigger left it.
@@ -943,3 +960,70 @@ COMMENT ON COLUMN statemachine.v_reason_usage.last_used_at IS 'The latest of the
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA statemachine FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA statemachine FROM PUBLIC;
+
+------------------------------------------------------------------------------------------
+-- DDL that would weaken the guards (issue 5, hostile SQL): refused by an event trigger
+-- unless break_glass(reason) was called earlier in the same transaction.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION statemachine.break_glass(reason text) RETURNS statemachine.break_glass_event
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_break_glass';
+COMMENT ON FUNCTION statemachine.break_glass(text) IS 'Records (append-only) that the current transaction may change the guard triggers of the extension''s tables, and why. Not granted to anyone but the extension''s owner.';
+
+CREATE FUNCTION statemachine.guard_weaknesses()
+    RETURNS TABLE (table_name text, problem text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Every table of the schema keeps both guard triggers, ENABLE ALWAYS ...
+    SELECT c.relname::text, pg_catalog.format('guard trigger %s is %s', g.tgname,
+               CASE WHEN t.oid IS NULL THEN 'missing'
+                    WHEN t.tgenabled = 'D' THEN 'disabled'
+                    ELSE 'not ENABLE ALWAYS (' || t.tgenabled::text || ')' END)
+      FROM pg_class c
+     CROSS JOIN (VALUES ('zz_guard_direct_write'), ('zz_guard_direct_truncate')) g(tgname)
+      LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = g.tgname
+     WHERE c.relnamespace = 'statemachine'::regnamespace AND c.relkind = 'r'
+       AND (t.oid IS NULL OR t.tgenabled <> 'A')
+    UNION ALL
+    -- ... and no other trigger: it would run inside the write path's open door.
+    SELECT c.relname::text, pg_catalog.format('extra trigger %s', t.tgname)
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     WHERE c.relnamespace = 'statemachine'::regnamespace AND NOT t.tgisinternal
+       AND t.tgname NOT IN ('zz_guard_direct_write', 'zz_guard_direct_truncate')
+    UNION ALL
+    -- Row-level security would put policies (user code) into the write path too.
+    SELECT c.relname::text, 'row level security is enabled'
+      FROM pg_class c
+     WHERE c.relnamespace = 'statemachine'::regnamespace AND c.relkind = 'r' AND c.relrowsecurity
+    ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION statemachine.guard_weaknesses() IS 'Every way the guards of the extension''s tables are currently weakened (disabled, missing or non-ALWAYS guard triggers, extra triggers, row-level security); zero rows is the healthy answer.';
+
+CREATE FUNCTION statemachine.guard_ddl() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problems text;
+BEGIN
+    SELECT string_agg(w.table_name || ': ' || w.problem, E'\n') INTO problems FROM statemachine.guard_weaknesses() w;
+    IF problems IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM statemachine.break_glass_event b WHERE b.transaction_id = pg_catalog.txid_current()) THEN
+        RAISE EXCEPTION USING ERRCODE = 'SM007',
+            MESSAGE = pg_catalog.format('%s would weaken the guards of the statemachine tables', tg_tag),
+            DETAIL = problems,
+            HINT = 'Guards apply to every role. For an audited exception call statemachine.break_glass(reason) earlier in the same transaction.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION statemachine.guard_ddl() IS 'Event trigger: refuses (SM007) any ALTER TABLE / CREATE, ALTER or DROP TRIGGER / policy command that leaves statemachine.guard_weaknesses() non-empty, unless the transaction called break_glass().';
+
+CREATE EVENT TRIGGER statemachine_guard_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE POLICY', 'ALTER POLICY')
+    EXECUTE FUNCTION statemachine.guard_ddl();
+-- Also under session_replication_role = replica.
+ALTER EVENT TRIGGER statemachine_guard_ddl ENABLE ALWAYS;
+
+REVOKE ALL ON FUNCTION statemachine.break_glass(text), statemachine.guard_weaknesses(), statemachine.guard_ddl() FROM PUBLIC;

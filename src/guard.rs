@@ -1,11 +1,13 @@
-//! The guard trigger on every extension table.
+//! The guard trigger on every extension table, and break_glass, the audited exception
+//! to the event trigger that keeps those guards in place.
 //!
 //! Fast path (the write path's own statements): the door is open, return the row. That
 //! is one atomic load per row. Otherwise the write is refused with SM007 — except a
 //! direct UPDATE of case_file that changes nothing but `metadata` (and `updated_at`),
 //! which touches neither state, version nor history.
 
-use crate::fmgr::{datum_text, SmResult};
+use crate::fmgr::{datum_text, text_datum, uuid_datum, Args, SmResult};
+use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
 use crate::{door, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
@@ -84,4 +86,31 @@ unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
     }
 }
 
+/// The audited exception to the event trigger statemachine_guard_ddl: valid for the
+/// calling transaction only (the trigger looks for a row with its txid).
+static INSERT_BREAK_GLASS: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.break_glass_event AS e (id, reason, transaction_id, occurred_at) \
+          VALUES ($1, $2, pg_catalog.txid_current(), $3) RETURNING e",
+    args: &[UUID, TEXT, TIMESTAMPTZ],
+};
+
+unsafe fn break_glass(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+    crate::cases::refuse_inside_guard("break_glass")?;
+    let a = Args(fcinfo);
+    let reason = a.text(0, "reason")?;
+    let spi = Spi::connect();
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let _door = door::open();
+    let row = spi.run(
+        &INSERT_BREAK_GLASS,
+        &[Some(uuid_datum(&crate::cases::history_id(now))), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))],
+        1,
+    );
+    match row.get(0, 1) {
+        Some(d) => Ok(spi.keep(d)),
+        None => unreachable!("INSERT ... RETURNING without ON CONFLICT returns its row"),
+    }
+}
+
 sql_function!(sm_guard_direct_write, pg_finfo_sm_guard_direct_write, guard_direct_write);
+sql_function!(sm_break_glass, pg_finfo_sm_break_glass, break_glass);
