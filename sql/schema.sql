@@ -22,7 +22,7 @@ COMMENT ON COLUMN statemachine.machine.created_at IS 'When the first version of 
 
 CREATE TABLE statemachine.machine_version (
     id           uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
-    machine      text NOT NULL REFERENCES statemachine.machine (code),
+    machine      text NOT NULL REFERENCES statemachine.machine (code) DEFERRABLE,
     version      integer NOT NULL CONSTRAINT machine_version_positive_chk CHECK (version > 0),
     status       text NOT NULL DEFAULT 'active'
                  CONSTRAINT machine_version_status_chk CHECK (status IN ('active', 'retired')),
@@ -50,7 +50,7 @@ COMMENT ON COLUMN statemachine.machine_version.published_at IS 'When statemachin
 COMMENT ON COLUMN statemachine.machine_version.published_by IS 'Database session user that published this version.';
 
 CREATE TABLE statemachine.state (
-    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id),
+    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id) DEFERRABLE,
     code               text NOT NULL,
     label              text,
     phase              text,
@@ -88,8 +88,8 @@ CREATE TABLE statemachine.transition_rule (
     CONSTRAINT transition_rule_evidence_types_chk
         CHECK (evidence_types IS NULL OR (requires_evidence AND pg_catalog.cardinality(evidence_types) > 0)),
     PRIMARY KEY (machine_version_id, from_state, transition_code),
-    FOREIGN KEY (machine_version_id, from_state) REFERENCES statemachine.state (machine_version_id, code),
-    FOREIGN KEY (machine_version_id, to_state) REFERENCES statemachine.state (machine_version_id, code)
+    FOREIGN KEY (machine_version_id, from_state) REFERENCES statemachine.state (machine_version_id, code) DEFERRABLE,
+    FOREIGN KEY (machine_version_id, to_state) REFERENCES statemachine.state (machine_version_id, code) DEFERRABLE
 );
 COMMENT ON TABLE statemachine.transition_rule IS 'Legal transitions of a machine version, one row per (from state, code) (seed 003 §4); a definition''s "from": [..] array becomes several rows.';
 COMMENT ON COLUMN statemachine.transition_rule.machine_version_id IS 'The machine version this rule belongs to.';
@@ -111,7 +111,7 @@ CREATE TABLE statemachine.transition_rule_role (
     role_code          text NOT NULL CONSTRAINT transition_rule_role_code_chk CHECK (role_code <> ''),
     PRIMARY KEY (machine_version_id, from_state, transition_code, role_code),
     FOREIGN KEY (machine_version_id, from_state, transition_code)
-        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code) DEFERRABLE
 );
 COMMENT ON TABLE statemachine.transition_rule_role IS 'Roles permitted to perform a transition rule (seed 003 §24); a rule without rows here is open to every role.';
 COMMENT ON COLUMN statemachine.transition_rule_role.machine_version_id IS 'The machine version of the rule.';
@@ -120,13 +120,13 @@ COMMENT ON COLUMN statemachine.transition_rule_role.transition_code IS 'The rule
 COMMENT ON COLUMN statemachine.transition_rule_role.role_code IS 'A role (actor_role) permitted to perform the transition (SM006 otherwise).';
 
 CREATE TABLE statemachine.state_invariant (
-    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id),
+    machine_version_id uuid NOT NULL REFERENCES statemachine.machine_version (id) DEFERRABLE,
     position           integer NOT NULL,
     when_state         text NOT NULL,
     dimension          text NOT NULL,
     allowed_states     text[] NOT NULL CONSTRAINT state_invariant_allowed_chk CHECK (pg_catalog.cardinality(allowed_states) > 0),
     PRIMARY KEY (machine_version_id, position),
-    FOREIGN KEY (machine_version_id, when_state) REFERENCES statemachine.state (machine_version_id, code)
+    FOREIGN KEY (machine_version_id, when_state) REFERENCES statemachine.state (machine_version_id, code) DEFERRABLE
 );
 COMMENT ON TABLE statemachine.state_invariant IS 'Cross-dimension invariants (the definition''s "invariants", seed 003 §21): a case''s dimension of this machine may be in when_state only while its dimension running machine `dimension` is in one of allowed_states. The write path checks both directions.';
 COMMENT ON COLUMN statemachine.state_invariant.machine_version_id IS 'The machine version declaring it.';
@@ -144,7 +144,7 @@ CREATE TABLE statemachine.transition_reason (
     sort_order         integer NOT NULL,
     PRIMARY KEY (machine_version_id, from_state, transition_code, reason_code),
     FOREIGN KEY (machine_version_id, from_state, transition_code)
-        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code) DEFERRABLE
 );
 COMMENT ON TABLE statemachine.transition_reason IS 'Structured reason codes a transition allows (seed 003 §25, the definition''s "reasons"); a rule without rows here accepts any reason.';
 COMMENT ON COLUMN statemachine.transition_reason.machine_version_id IS 'The machine version of the rule.';
@@ -193,7 +193,7 @@ CREATE TABLE statemachine.transition_guard (
         AND (guard_kind = 'requires_assignment') = (assignment_role IS NOT NULL)
         AND (guard_kind = 'sql') = (guard_name IS NOT NULL)),
     FOREIGN KEY (machine_version_id, from_state, transition_code)
-        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code)
+        REFERENCES statemachine.transition_rule (machine_version_id, from_state, transition_code) DEFERRABLE
 );
 COMMENT ON TABLE statemachine.transition_guard IS 'Guards of a transition rule, evaluated in position order under the case lock; the first that fails refuses with SM002 (seed 003 §8-9).';
 COMMENT ON COLUMN statemachine.transition_guard.machine_version_id IS 'The machine version of the rule.';
@@ -225,13 +225,13 @@ CREATE TABLE statemachine.case_file (
     updated_at         timestamptz NOT NULL,
     metadata           jsonb NOT NULL DEFAULT '{}'
                        CONSTRAINT case_file_metadata_chk CHECK (pg_catalog.jsonb_typeof(metadata) = 'object'),
-    root_case_id       uuid REFERENCES statemachine.case_file (id),
+    root_case_id       uuid REFERENCES statemachine.case_file (id) DEFERRABLE,
     dimensions         text[] NOT NULL DEFAULT '{}',
     CONSTRAINT case_file_case_number_uk UNIQUE (machine, case_number),
     CONSTRAINT case_file_dimension_uk UNIQUE (root_case_id, machine),
     CONSTRAINT case_file_dimension_chk CHECK (root_case_id IS NULL OR (root_case_id <> id AND dimensions = '{}')),
     CONSTRAINT case_file_machine_version_fk FOREIGN KEY (machine_version_id, machine, machine_version)
-        REFERENCES statemachine.machine_version (id, machine, version)
+        REFERENCES statemachine.machine_version (id, machine, version) DEFERRABLE
 );
 -- Work queue by state (seed 003 §22) and "stuck in a state since" (age per state).
 CREATE INDEX case_file_current_state_updated_idx ON statemachine.case_file (current_state, updated_at DESC);
@@ -255,7 +255,7 @@ COMMENT ON COLUMN statemachine.case_file.dimensions IS 'On a case: the machines 
 
 CREATE TABLE statemachine.case_state_transition (
     id              uuid PRIMARY KEY,
-    case_id         uuid NOT NULL REFERENCES statemachine.case_file (id),
+    case_id         uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
     machine         text NOT NULL,
     from_state      text,
     to_state        text NOT NULL,
@@ -304,7 +304,7 @@ COMMENT ON COLUMN statemachine.case_state_transition.recorded_by IS 'Database se
 
 CREATE TABLE statemachine.case_evidence (
     id                  uuid PRIMARY KEY,
-    case_id             uuid NOT NULL REFERENCES statemachine.case_file (id),
+    case_id             uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
     evidence_type       text NOT NULL CONSTRAINT case_evidence_type_chk CHECK (evidence_type <> ''),
     storage_uri         text NOT NULL,
     content_hash        text NOT NULL,
@@ -324,8 +324,8 @@ COMMENT ON COLUMN statemachine.case_evidence.submitted_at IS 'When the evidence 
 COMMENT ON COLUMN statemachine.case_evidence.is_active IS 'Only active evidence can support a transition. False exactly when a statemachine.case_evidence_deactivation row exists (reconcile_evidence() checks it).';
 
 CREATE TABLE statemachine.case_evidence_deactivation (
-    evidence_id    uuid PRIMARY KEY REFERENCES statemachine.case_evidence (id),
-    case_id        uuid NOT NULL REFERENCES statemachine.case_file (id),
+    evidence_id    uuid PRIMARY KEY REFERENCES statemachine.case_evidence (id) DEFERRABLE,
+    case_id        uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
     deactivated_by uuid NOT NULL,
     deactivated_at timestamptz NOT NULL,
     reason         text NOT NULL CONSTRAINT case_evidence_deactivation_reason_chk CHECK (reason <> ''),
@@ -340,8 +340,8 @@ COMMENT ON COLUMN statemachine.case_evidence_deactivation.reason IS 'Why.';
 COMMENT ON COLUMN statemachine.case_evidence_deactivation.recorded_by IS 'Database session user that called deactivate_evidence.';
 
 CREATE TABLE statemachine.case_transition_evidence (
-    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
-    evidence_id   uuid NOT NULL REFERENCES statemachine.case_evidence (id),
+    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id) DEFERRABLE,
+    evidence_id   uuid NOT NULL REFERENCES statemachine.case_evidence (id) DEFERRABLE,
     purpose       text NOT NULL,
     PRIMARY KEY (transition_id, evidence_id)
 );
@@ -353,7 +353,7 @@ COMMENT ON COLUMN statemachine.case_transition_evidence.purpose IS 'required: it
 
 CREATE TABLE statemachine.case_transition_guard_result (
     id            uuid PRIMARY KEY,
-    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id) DEFERRABLE,
     guard_code    text NOT NULL,
     passed        boolean NOT NULL,
     evaluated_at  timestamptz NOT NULL,
@@ -371,9 +371,9 @@ COMMENT ON COLUMN statemachine.case_transition_guard_result.evidence IS 'What th
 
 CREATE TABLE statemachine.case_state_correction (
     id                       uuid PRIMARY KEY,
-    case_id                  uuid NOT NULL REFERENCES statemachine.case_file (id),
-    wrong_transition_id      uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
-    correcting_transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    case_id                  uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
+    wrong_transition_id      uuid NOT NULL REFERENCES statemachine.case_state_transition (id) DEFERRABLE,
+    correcting_transition_id uuid NOT NULL REFERENCES statemachine.case_state_transition (id) DEFERRABLE,
     corrected_by             uuid NOT NULL,
     corrected_at             timestamptz NOT NULL,
     reason_text              text NOT NULL CONSTRAINT case_state_correction_reason_chk CHECK (reason_text <> ''),
@@ -397,10 +397,10 @@ COMMENT ON COLUMN statemachine.case_state_correction.recorded_by IS 'Database se
 
 CREATE TABLE statemachine.outbox_event (
     id             uuid PRIMARY KEY,
-    aggregate_id   uuid NOT NULL REFERENCES statemachine.case_file (id),
+    aggregate_id   uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
     aggregate_seq  bigint NOT NULL,
     event_type     text NOT NULL,
-    transition_id  uuid NOT NULL REFERENCES statemachine.case_state_transition (id),
+    transition_id  uuid NOT NULL REFERENCES statemachine.case_state_transition (id) DEFERRABLE,
     payload        jsonb NOT NULL,
     correlation_id uuid,
     causation_id   uuid,
@@ -437,7 +437,7 @@ COMMENT ON COLUMN statemachine.outbox_event.acked_at IS 'When a consumer confirm
 
 CREATE TABLE statemachine.case_assignment (
     id          uuid PRIMARY KEY,
-    case_id     uuid NOT NULL REFERENCES statemachine.case_file (id),
+    case_id     uuid NOT NULL REFERENCES statemachine.case_file (id) DEFERRABLE,
     assignee_id uuid NOT NULL,
     role_code   text NOT NULL CONSTRAINT case_assignment_role_chk CHECK (role_code <> ''),
     assigned_by uuid NOT NULL,
@@ -457,7 +457,7 @@ COMMENT ON COLUMN statemachine.case_assignment.command_id IS 'Idempotency key of
 COMMENT ON COLUMN statemachine.case_assignment.recorded_by IS 'Database session user that called assign_case.';
 
 CREATE TABLE statemachine.case_assignment_release (
-    assignment_id uuid PRIMARY KEY REFERENCES statemachine.case_assignment (id),
+    assignment_id uuid PRIMARY KEY REFERENCES statemachine.case_assignment (id) DEFERRABLE,
     released_by   uuid NOT NULL,
     released_at   timestamptz NOT NULL,
     command_id    uuid NOT NULL CONSTRAINT case_assignment_release_command_uk UNIQUE,
@@ -959,6 +959,24 @@ COMMENT ON COLUMN statemachine.v_reason_usage.last_used_at IS 'The latest of the
 ------------------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA statemachine FROM PUBLIC;
+
+------------------------------------------------------------------------------------------
+-- Backup: pg_dump dumps the data of every table (definitions, cases, history, evidence,
+-- assignments, outbox, audit). Restoring it is docs/operations.md: the COPYs run in one
+-- transaction that called break_glass() and deferred the (DEFERRABLE) foreign keys.
+------------------------------------------------------------------------------------------
+
+DO $dump$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT c.oid FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = 'statemachine'::regnamespace AND c.relkind = 'r' ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+    END LOOP;
+END
+$dump$;
 REVOKE ALL ON ALL TABLES IN SCHEMA statemachine FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------

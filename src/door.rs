@@ -10,6 +10,10 @@ use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static OPEN: AtomicU32 = AtomicU32::new(0);
+/// The transaction (top-level xid) that called break_glass(): the one audited exception.
+/// 0: none. Cleared when any transaction ends.
+static GLASS_XID: AtomicU32 = AtomicU32::new(0);
+
 /// How many SQL guard functions are running (nested evaluations count).
 static IN_GUARD: AtomicU32 = AtomicU32::new(0);
 
@@ -31,6 +35,18 @@ impl Drop for Open {
         // Saturating: a (sub)transaction abort may already have closed the door.
         let _ = OPEN.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
+}
+
+/// Records that the current transaction broke the glass (see guard::break_glass).
+pub fn break_glass() {
+    let xid = unsafe { pg_sys::GetTopTransactionId() };
+    GLASS_XID.store(xid.into_inner(), Ordering::Relaxed);
+}
+
+/// True inside the transaction that called break_glass().
+pub fn glass_broken() -> bool {
+    let broken = GLASS_XID.load(Ordering::Relaxed);
+    broken != 0 && unsafe { pg_sys::GetTopTransactionIdIfAny() }.into_inner() == broken
 }
 
 /// True while a SQL guard function runs: the write path's functions then refuse (a
@@ -60,6 +76,16 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
         OPEN.store(0, Ordering::Relaxed);
         IN_GUARD.store(0, Ordering::Relaxed);
+    }
+    if matches!(
+        event,
+        pg_sys::XactEvent::XACT_EVENT_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PREPARE
+            | pg_sys::XactEvent::XACT_EVENT_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+    ) {
+        GLASS_XID.store(0, Ordering::Relaxed);
     }
 }
 

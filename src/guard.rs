@@ -36,6 +36,11 @@ unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
         if door::is_open() && op != pg_sys::TRIGGER_EVENT_TRUNCATE {
             return Ok(row);
         }
+        // The audited exception (restore, emergency repair): the transaction that called
+        // break_glass(), and only it.
+        if door::glass_broken() {
+            return Ok(row);
+        }
 
         let rel = (*td).tg_relation;
         let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
@@ -101,6 +106,7 @@ unsafe fn break_glass(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datu
     let spi = Spi::connect();
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let _door = door::open();
+    door::break_glass();
     let row = spi.run(
         &INSERT_BREAK_GLASS,
         &[Some(uuid_datum(&crate::cases::history_id(now))), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))],
