@@ -49,6 +49,19 @@ SELECT reason FROM statemachine.break_glass_event;
 -- The next transaction is guarded again.
 ALTER TABLE statemachine.case_file DISABLE TRIGGER zz_guard_direct_write;
 \echo :LAST_ERROR_SQLSTATE
+-- Inside a break-glass transaction a direct write goes through (a repair); reconcile()
+-- then shows what it did, and rolling back undoes it. The next transaction is guarded.
+SELECT id AS case_id FROM statemachine.create_case((SELECT 'repair'::text WHERE statemachine.define_machine(
+  '{"machine": "repair", "states": [{"code": "A", "initial": true}, {"code": "B", "terminal": true}],
+    "transitions": [{"code": "GO", "from": "A", "to": "B"}]}') > 0), 'R-1', 'a0000000-0000-0000-0000-000000000001', 'R',
+  'e0000000-0000-0000-0000-000000000001', case_id => 'e1000000-0000-0000-0000-000000000001') \gset
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('repair drill');
+UPDATE statemachine.case_file SET current_state = 'B' WHERE id = :'case_id';
+SELECT case_id, current_state, derived_state FROM statemachine.reconcile();
+ROLLBACK;
+UPDATE statemachine.case_file SET current_state = 'B' WHERE id = :'case_id';
+\echo :LAST_ERROR_SQLSTATE
 -- A rolled-back break leaves nothing behind.
 BEGIN;
 SELECT count(*) FROM statemachine.break_glass('tried and abandoned');
