@@ -48,6 +48,7 @@ install_extension() {
 }
 
 # start_cluster DIR PORT: a throwaway cluster owned by postgres, socket in DIR/socket.
+# PG_EXTRA_OPTS: further server options (default: fsync off, tests need no durability).
 start_cluster() {
     local dir="$1" port="$2"
     mkdir -p "$dir"
@@ -58,7 +59,7 @@ start_cluster() {
     runuser -u postgres -- mkdir -p "$dir/socket"
     if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         runuser -u postgres -- env -u RUST_BACKTRACE "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-            -o "-p $port -k $dir/socket -c listen_addresses='' -c max_connections=120 -c fsync=off" start >/dev/null
+            -o "-p $port -k $dir/socket -c listen_addresses='' -c max_connections=120 ${PG_EXTRA_OPTS--c fsync=off}" start >/dev/null
     fi
     export PGHOST="$dir/socket" PGPORT="$port" PGUSER=postgres
 }
