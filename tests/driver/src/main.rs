@@ -2,10 +2,14 @@
 //! 1. every SM SQLSTATE arrives at the client as such, with DETAIL and HINT;
 //! 2. guards as a client sees them: SM002/SM004/SM005 with their DETAIL and HINT, a guard
 //!    function's own SQLSTATE passed through with a CONTEXT naming the guard;
-//! 3. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
+//! 3. a model-based property test (model.rs): random machines and commands, outcomes
+//!    compared with an independent model;
+//! 4. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
 //!    with the same command_id); afterwards reconcile() is empty and versions are gapless.
 //! Connection from SM_DATABASE_URL, machine files from SM_EXAMPLES. Ends with
 //! "N passed, N failed".
+
+mod model;
 
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -268,6 +272,7 @@ fn main() {
     let mut c = connect();
     let mut results = sqlstates(&mut c);
     results.extend(guards(&mut c));
+    results.extend(model::run(&mut c, 40, 80));
     results.extend(hammer(&mut c));
     let mut failed = 0;
     for (name, r) in &results {
