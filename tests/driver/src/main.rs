@@ -4,11 +4,13 @@
 //!    function's own SQLSTATE passed through with a CONTEXT naming the guard;
 //! 3. a model-based property test (model.rs): random machines and commands, outcomes
 //!    compared with an independent model;
-//! 4. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
+//! 4. hostile inputs (hostile.rs): NULL in every argument of every function, oversized inputs;
+//! 5. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
 //!    with the same command_id); afterwards reconcile() is empty and versions are gapless.
 //! Connection from SM_DATABASE_URL, machine files from SM_EXAMPLES. Ends with
 //! "N passed, N failed".
 
+mod hostile;
 mod model;
 
 use postgres::error::SqlState;
@@ -273,6 +275,7 @@ fn main() {
     let mut results = sqlstates(&mut c);
     results.extend(guards(&mut c));
     results.extend(model::run(&mut c, 40, 80));
+    results.extend(hostile::run(&mut c));
     results.extend(hammer(&mut c));
     let mut failed = 0;
     for (name, r) in &results {
