@@ -89,6 +89,25 @@ SELECT to_state FROM statemachine.transition_case('bb000000-0000-0000-0000-00000
 SELECT count(*) AS captured FROM pg_temp.case_state_transition;
 RESET search_path;
 
+-- Shadowing through search_path: a schema ahead of pg_catalog with an "=" for uuid that
+-- always answers true, and its own now(). Every API function pins its search_path, so
+-- none of them picks these up: case_history still returns one case's rows only.
+RESET SESSION AUTHORIZATION;
+CREATE SCHEMA evil AUTHORIZATION sm_app;
+SET SESSION AUTHORIZATION sm_app;
+CREATE FUNCTION evil.always_equal(uuid, uuid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = uuid, RIGHTARG = uuid, FUNCTION = evil.always_equal);
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$;
+SET search_path = evil, pg_catalog;
+SELECT 'a0000000-0000-0000-0000-000000000001'::uuid = 'b0000000-0000-0000-0000-000000000002'::uuid AS shadowed_here;
+SELECT current_state FROM statemachine.create_case('investigation', 'PRIV-2', 'a0000000-0000-0000-0000-000000000001', 'CASE_OWNER',
+       'c0000000-0000-0000-0000-000000000030', case_id => 'bb000000-0000-0000-0000-000000000003');
+SELECT count(*) AS rows_of_one_case FROM statemachine.case_history('bb000000-0000-0000-0000-000000000003');
+SELECT to_state, occurred_at > '2001-01-01' AS real_clock FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000003',
+       'SUBMIT_CASE', 'a0000000-0000-0000-0000-000000000001', 'CASE_OWNER', 'c0000000-0000-0000-0000-000000000031');
+SELECT statemachine.state_at('bb000000-0000-0000-0000-000000000003', '2000-06-01') AS before_it_existed;
+RESET search_path;
+
 -- Nothing directly: reads and writes of the tables are not even permitted.
 SELECT count(*) FROM statemachine.case_file;
 \echo :LAST_ERROR_SQLSTATE
@@ -137,5 +156,6 @@ RESET SESSION AUTHORIZATION;
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
 
 -- Roles are cluster-wide: leave none behind.
+DROP SCHEMA evil CASCADE;
 DROP OWNED BY sm_app, sm_nobody;
 DROP ROLE sm_app, sm_nobody, sm_reviewer, sm_outsider;
