@@ -3,10 +3,7 @@
 -- declared invariant: the SLA may be PAUSED only while the investigation is UNDER_REVIEW.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_statemachine;
-RESET client_min_messages;
-CREATE EXTENSION pg_statemachine;
+\ir fresh_install.psql
 \set investigation `cat ../../examples/investigation.json`
 \set sla `cat ../../examples/sla.json`
 SELECT statemachine.define_machine(:'investigation'), statemachine.define_machine(:'sla');

@@ -1,11 +1,7 @@
 -- Guards, structured reasons, typed evidence and assignments, with exact error texts.
 \set VERBOSITY default
 \set SHOW_CONTEXT errors
--- A fresh install: this file does not depend on what core and attacks left behind.
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_statemachine;
-RESET client_min_messages;
-CREATE EXTENSION pg_statemachine;
+\ir fresh_install.psql
 
 ------------------------------------------------------------------------------------------
 -- Guard functions: what register_guard accepts and refuses.

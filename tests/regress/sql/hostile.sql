@@ -3,10 +3,7 @@
 -- in the same transaction; the break is recorded, append-only.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_statemachine;
-RESET client_min_messages;
-CREATE EXTENSION pg_statemachine;
+\ir fresh_install.psql
 SELECT evtname, evtevent, evtenabled, evttags FROM pg_event_trigger WHERE evtname = 'statemachine_guard_ddl';
 SELECT * FROM statemachine.guard_weaknesses();
 

@@ -2,10 +2,7 @@
 -- door, timed transitions.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_statemachine;
-RESET client_min_messages;
-CREATE EXTENSION pg_statemachine;
+\ir fresh_install.psql
 
 SELECT statemachine.define_machine('{"machine": "order",
   "states": [{"code": "PLACED", "initial": true}, {"code": "PAID"}, {"code": "SHIPPED"}, {"code": "CLOSED", "terminal": true},

@@ -3,10 +3,7 @@
 -- nothing directly. Also role_source database.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS pg_statemachine;
-RESET client_min_messages;
-CREATE EXTENSION pg_statemachine;
+\ir fresh_install.psql
 \set investigation `cat ../../examples/investigation.json`
 
 -- PUBLIC holds nothing in the schema: no table, view or function privilege.
