@@ -63,8 +63,11 @@ fn refuse(r: Refusal) -> Report {
 pub struct Args(pub pg_sys::FunctionCallInfo);
 
 impl Args {
+    /// An argument the call does not have (an older SQL declaration with fewer
+    /// parameters, during an upgrade) reads as NULL instead of past the end.
     pub fn is_null(&self, i: usize) -> bool {
-        unsafe { pgrx::fcinfo::pg_arg_is_null(self.0, i) }
+        let nargs = unsafe { (*self.0).nargs };
+        i >= usize::try_from(nargs).unwrap_or(0) || unsafe { pgrx::fcinfo::pg_arg_is_null(self.0, i) }
     }
 
     pub fn datum(&self, i: usize) -> Option<pg_sys::Datum> {

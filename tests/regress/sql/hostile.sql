@@ -72,3 +72,10 @@ SELECT statemachine.break_glass('  ');
 SELECT * FROM statemachine.guard_weaknesses();
 DROP FUNCTION public.sneak();
 DROP TABLE public.unrelated;
+-- An older declaration of transition_case (0.1.0 had 12 parameters, no dimension) bound
+-- to today's library: the missing trailing argument reads as NULL, nothing past the end.
+CREATE FUNCTION public.old_transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb)
+    RETURNS statemachine.case_state_transition LANGUAGE c AS '$libdir/pg_statemachine', 'sm_transition_case';
+SELECT to_state, state_version FROM public.old_transition_case('e1000000-0000-0000-0000-000000000001', 'GO',
+       'a0000000-0000-0000-0000-000000000001', 'R', 'e0000000-0000-0000-0000-000000000002', NULL, NULL, NULL, NULL, NULL, NULL, '{}');
+DROP FUNCTION public.old_transition_case(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb);
