@@ -390,6 +390,9 @@ unsafe fn transition_case(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
     match a.opt_text(12) {
         // An explicit dimension: the case's own machine, or one attached to it.
         Some(dimension) => {
+            // The case's row first, then the dimension's: the same order as a dimension
+            // found by code, so the two ways of calling cannot deadlock each other.
+            spi.run(&LOCK_ROOT, &[Some(case_d)], 1);
             let found = spi.run(&DIMENSION_BY_NAME, &[Some(case_d), Some(text_datum(&dimension))], 1);
             let Some(target) = found.get(0, 1) else {
                 let case_id = uuid_string(&unsafe { uuid_from_datum(case_d) });
