@@ -1,10 +1,13 @@
 //! The write door: a backend-local counter that only this crate's Rust code can change.
 //!
 //! The guard triggers let a write through only while the door is open, and only the
-//! write path opens it, around its own statements. Nothing reachable from SQL (no GUC,
-//! no function, no session variable) touches it. It is closed again by the RAII guard,
-//! also when a Postgres error unwinds through the write path, and, belt and braces, by
-//! a transaction-abort callback.
+//! write path opens it, around its own statements. No GUC, function or session variable
+//! touches it. It is closed again by the RAII guard, also when a Postgres error unwinds
+//! through the write path, and, belt and braces, by a transaction-abort callback.
+//!
+//! The one audited exception is break_glass(): it records itself append-only and then
+//! admits direct writes for the rest of its own transaction (keyed by the top-level
+//! transaction id, cleared when any transaction ends) — for restores and repairs.
 
 use pgrx::pg_sys;
 use std::sync::atomic::{AtomicU32, Ordering};
