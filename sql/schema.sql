@@ -2,7 +2,9 @@
 --
 -- Tables are readable by anyone granted SELECT; they are written only through the
 -- functions below. Guard triggers (ENABLE ALWAYS) refuse every other write with SM007,
--- for every role and under session_replication_role = replica as well.
+-- for every role and under session_replication_role = replica as well; an event
+-- trigger keeps the guards themselves in place. The one audited exception is a
+-- transaction that called break_glass() (restore, emergency repair).
 --
 -- Every statement here schema-qualifies what it uses; SQL and PL/pgSQL functions pin
 -- search_path, so callers cannot shadow anything they rely on.

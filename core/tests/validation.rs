@@ -152,7 +152,8 @@ fn unknown_keys_are_errors() {
 
 #[test]
 fn wrong_json_types_are_errors() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
         ("$.machine", Box::new(|d| d["machine"] = json!(42)), "must be a string, not a number"),
         ("$.description", Box::new(|d| d["description"] = json!(["x"])), "must be a string, not an array"),
         ("$.states", Box::new(|d| d["states"] = json!({})), "must be an array, not an object"),

@@ -7,6 +7,7 @@
 //! 4. hostile inputs (hostile.rs): NULL in every argument of every function, oversized inputs;
 //! 5. many concurrent clients hammer a few cases (lock and compare-and-swap modes, retries
 //!    with the same command_id); afterwards reconcile() is empty and versions are gapless.
+//!
 //! Connection from SM_DATABASE_URL, machine files from SM_EXAMPLES. Ends with
 //! "N passed, N failed".
 
@@ -203,7 +204,7 @@ fn hammer(c: &mut Client) -> Vec<(String, Result<(), String>)> {
                     let case = format!("ee000000-0000-0000-0000-00000000000{}", rng.next() as usize % CASES);
                     let code = codes[rng.next() as usize % codes.len()];
                     let command = format!("f{n:07x}-0000-0000-0000-{k:012x}");
-                    let cas = rng.next() % 2 == 0;
+                    let cas = rng.next().is_multiple_of(2);
                     let sql = "SELECT state_version FROM statemachine.transition_case($1::text::uuid, $2, gen_random_uuid(), 'R', $3::text::uuid, \
                                expected_version => CASE WHEN $4 THEN (SELECT state_version FROM statemachine.case_file WHERE id = $1::text::uuid) END)";
                     let result = c.query_one(sql, &[&case, &code, &command, &cas]);
