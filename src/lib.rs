@@ -9,10 +9,10 @@
 //! - [`door`]: the backend-local flag only the write path opens;
 //! - [`machines`]: per-backend cache of compiled machine versions;
 //! - [`facts`]: the database's answers to the core's checks (membership, guards);
-//! - [`definitions`], [`cases`], [`available`], [`outbox`], [`versions`], [`guard`]: the
-//!   SQL functions.
+//! - [`definitions`], [`cases`], [`available`], [`outbox`], [`versions`], [`guard`],
+//!   [`diagram`]: the SQL functions.
 //!
-//! The DDL lives in `sql/schema.sql`.
+//! The DDL lives in `sql/`: `schema.sql` (0.1.0) and one upgrade script per later version.
 
 use pgrx::prelude::*;
 
@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 pub mod available;
 pub mod cases;
 pub mod definitions;
+pub mod diagram;
 pub mod door;
 pub mod ereport;
 pub mod facts;
@@ -31,7 +32,10 @@ pub mod outbox;
 pub mod spi;
 pub mod versions;
 
+// A fresh install is 0.1.0's schema followed by every upgrade script in order, so each
+// object is written once and an upgraded database matches a fresh one (tests/upgrade).
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

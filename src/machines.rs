@@ -27,7 +27,7 @@ static STATE_ROWS: Stmt = Stmt {
 };
 static RULE_ROWS: Stmt = Stmt {
     sql: "SELECT r.transition_code, r.from_state, r.to_state, r.requires_reason, r.requires_evidence, \
-                 pg_catalog.to_json(r.evidence_types)::pg_catalog.text, r.audit_guards, r.kind, r.emit_event \
+                 pg_catalog.to_json(r.evidence_types)::pg_catalog.text, r.audit_guards, r.kind, r.emit_event, r.fire_after \
           FROM statemachine.transition_rule r WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
@@ -106,6 +106,7 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
             audit_guards: r.bool(i, 7).unwrap_or(false),
             kind: r.text(i, 8).and_then(|k| Kind::parse(&k)).unwrap_or(Kind::Normal),
             emit: r.text(i, 9),
+            after: r.interval(i, 10),
         })
         .collect();
     let roles = spi.run(&ROLE_ROWS, &[idd], 0);

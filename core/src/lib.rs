@@ -7,6 +7,7 @@
 //!   by the write path, the dry run and available_transitions;
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
 //! - [`migration`]: the state map of migrate_cases;
+//! - [`diagram`]: Mermaid and Graphviz pictures of a version's rules;
 //! - [`ids`]: time-ordered history ids.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
@@ -14,6 +15,7 @@
 
 pub mod checks;
 pub mod definition;
+pub mod diagram;
 pub mod ids;
 pub mod interval;
 pub mod migration;

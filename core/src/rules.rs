@@ -5,6 +5,7 @@
 //! no SQL, no JSON.
 
 use crate::definition::{EvidenceRequirement, GuardDef, Invariant, Kind, MachineDef, ReasonDef, RoleSource};
+use crate::interval::Interval;
 use crate::refusal::Refusal;
 use std::collections::HashMap;
 
@@ -34,6 +35,8 @@ pub struct Rule {
     pub audit_guards: bool,
     /// Outbox event type, if the transition emits one.
     pub emit: Option<String>,
+    /// A timed transition: due once the case has been in `from` this long.
+    pub after: Option<Interval>,
     pub kind: Kind,
 }
 
@@ -61,6 +64,8 @@ pub struct CompiledMachine {
     /// Cross-dimension invariants (empty for most machines).
     pub invariants: Vec<Invariant>,
     pub initial: String,
+    /// The states in display order (sort_order, then code): diagrams list them so.
+    state_rows: Vec<StateRow>,
     states: HashMap<String, StateEntry>,
     /// Every transition code of the version: tells "unknown code" (SM009) from
     /// "not legal from here" (SM001).
@@ -72,9 +77,10 @@ impl CompiledMachine {
         machine: String,
         version: i32,
         role_source: RoleSource,
-        states: Vec<StateRow>,
+        mut states: Vec<StateRow>,
         mut rules: Vec<Rule>,
     ) -> Result<Self, String> {
+        states.sort_by(|a, b| (a.sort_order, &a.code).cmp(&(b.sort_order, &b.code)));
         let initial = states
             .iter()
             .find(|s| s.initial)
@@ -94,7 +100,7 @@ impl CompiledMachine {
                 .rules
                 .push(r);
         }
-        Ok(CompiledMachine { machine, version, role_source, invariants: Vec::new(), initial, states: map, codes })
+        Ok(CompiledMachine { machine, version, role_source, invariants: Vec::new(), initial, state_rows: states, states: map, codes })
     }
 
     pub fn from_definition(def: &MachineDef, version: i32) -> Self {
@@ -124,6 +130,7 @@ impl CompiledMachine {
                     guards: t.all_guards(),
                     audit_guards: t.audit_guards,
                     emit: t.emit.clone(),
+                    after: t.after,
                     kind: t.kind,
                 })
             })
@@ -151,6 +158,16 @@ impl CompiledMachine {
 
     pub fn has_state(&self, state: &str) -> bool {
         self.states.contains_key(state)
+    }
+
+    /// Every state, in display order.
+    pub fn states(&self) -> &[StateRow] {
+        &self.state_rows
+    }
+
+    /// Every rule, grouped by from-state in display order, then by code.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.state_rows.iter().flat_map(|s| self.rules_from(&s.code))
     }
 
     /// Rules leaving `state`, ordered by transition code.

@@ -1,7 +1,7 @@
 -- A database that uses every part of the extension, for the backup/restore test.
 \set ON_ERROR_STOP 1
 \set QUIET 1
-CREATE EXTENSION pg_statemachine;
+CREATE EXTENSION IF NOT EXISTS pg_statemachine;
 \set investigation `cat ../../examples/investigation.json`
 \set sla `cat ../../examples/sla.json`
 CREATE FUNCTION public.always_yes(case_id uuid, context jsonb) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';
