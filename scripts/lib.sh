@@ -23,10 +23,16 @@ as_root() {
 
 install_prerequisites() {
     local missing=()
-    # postgresql-NN-cron: pg_cron, for the timed-transition end-to-end test.
-    for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron libclang-dev clang sudo pkg-config; do
+    # postgresql-NN-cron: pg_cron, for the timed-transition end-to-end test;
+    # python3-psycopg: the Python example; graphviz: scripts/diagrams.
+    for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron libclang-dev clang sudo pkg-config \
+               python3-psycopg graphviz; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
+    # The Node example needs node and npm; any recent Node will do (Debian's if none is there).
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        missing+=(nodejs npm)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing Debian packages: ${missing[*]}"
         as_root apt-get update -qq
