@@ -8,7 +8,7 @@
 //! colour, in Mermaid (whose state diagrams cannot style single edges) by a «kind» tag.
 //! The initial state hangs off `[*]`; terminal states lead to `[*]` and are drawn bold.
 
-use crate::definition::{EvidenceRequirement, Kind};
+use crate::definition::{EvidenceRequirement, GuardSpec, Kind};
 use crate::rules::{CompiledMachine, Rule};
 use std::fmt::Write;
 
@@ -55,8 +55,16 @@ fn markers(r: &Rule) -> Vec<String> {
         EvidenceRequirement::Types(types) => out.push(format!("evidence {}", types.join("/"))),
     }
     if !r.guards.is_empty() {
-        let codes: Vec<&str> = r.guards.iter().map(|g| g.code.as_str()).collect();
-        out.push(format!("guards {}", codes.join(", ")));
+        // A time guard says how long: that is what a reader of the picture wants to know.
+        let guards: Vec<String> = r
+            .guards
+            .iter()
+            .map(|g| match &g.spec {
+                GuardSpec::MinTimeInState(min) => format!("{} {min}", g.code),
+                _ => g.code.clone(),
+            })
+            .collect();
+        out.push(format!("guards {}", guards.join(", ")));
     }
     if let Some(after) = r.after {
         out.push(format!("after {after}"));
@@ -188,7 +196,8 @@ mod tests {
          "requires_evidence": ["REPORT"], "emit": "Finished",
          "guards": [{"guard": "distinct_actor", "transition": "START"}]},
         {"code": "EXPIRE", "from": "OPEN", "to": "DONE", "after": "30 days"},
-        {"code": "REOPEN", "from": "DONE", "to": "OPEN", "kind": "reopen", "requires_reason": true}]}"#;
+        {"code": "REOPEN", "from": "DONE", "to": "OPEN", "kind": "reopen", "requires_reason": true,
+         "min_time_in_state": "2 hours"}]}"#;
 
     #[test]
     fn mermaid_marks_initial_terminal_and_every_edge() {
@@ -202,7 +211,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("    s0 --> s2 : EXPIRE · after 30 days\n"), "{text}");
-        assert!(text.contains("    s2 --> s0 : REOPEN «reopen» · reason\n"), "{text}");
+        assert!(text.contains("    s2 --> s0 : REOPEN «reopen» · reason · guards min_time_in_state 2 hours\n"), "{text}");
         assert!(text.contains("    s2 --> [*]\n    classDef terminal"), "{text}");
         assert!(text.ends_with("    class s2 terminal\n"), "{text}");
         assert_eq!(text.matches("-->").count(), 6, "one edge per rule plus [*] in and out: {text}");
@@ -215,7 +224,7 @@ mod tests {
         assert!(text.contains("    \"[*]\" -> \"OPEN\";\n"), "{text}");
         assert!(text.contains("    \"DONE\" [label=\"DONE\", peripheries=2, style=\"rounded,bold\"];\n"), "{text}");
         assert!(text.contains("    \"OPEN\" -> \"IN-REVIEW.x\" [label=\"START\\n[CLERK, BOSS]\"];\n"), "{text}");
-        assert!(text.contains("    \"DONE\" -> \"OPEN\" [label=\"REOPEN (reopen)\\nreason\", style=dashed"), "{text}");
+        assert!(text.contains("    \"DONE\" -> \"OPEN\" [label=\"REOPEN (reopen)\\nreason\\nguards min_time_in_state 2 hours\", style=dashed"), "{text}");
         assert!(text.ends_with("}\n"));
     }
 
