@@ -26,7 +26,7 @@ install_prerequisites() {
     # postgresql-NN-cron: pg_cron, for the timed-transition end-to-end test;
     # python3-psycopg: the Python example; graphviz: scripts/diagrams.
     for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron libclang-dev clang sudo pkg-config \
-               python3-psycopg graphviz; do
+               python3-psycopg graphviz make; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     # The Node example needs node and npm; any recent Node will do (Debian's if none is there).
@@ -50,7 +50,8 @@ install_prerequisites() {
 
 install_extension() {
     log "building and installing pg_statemachine into $(${PG_CONFIG} --pkglibdir)"
-    (cd "$REPO" && cargo pgrx install --package pg_statemachine --release --pg-config "${PG_CONFIG}" --no-default-features --features pg${PG_MAJOR})
+    # The Makefile's install target, as users run it.
+    make -C "$REPO" --no-print-directory install PG_CONFIG="${PG_CONFIG}" PG_MAJOR="${PG_MAJOR}"
 }
 
 # start_cluster DIR PORT: a throwaway cluster owned by postgres, socket in DIR/socket.
