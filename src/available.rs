@@ -30,7 +30,7 @@ pub enum Cell {
 /// `fcinfo` must belong to a set-returning function whose result columns match `rows`.
 pub unsafe fn return_rows(fcinfo: pg_sys::FunctionCallInfo, rows: &[Vec<Cell>]) {
     unsafe {
-        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        crate::compat::init_materialized_srf(fcinfo);
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
         for row in rows {
             let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(row.len());
@@ -57,7 +57,7 @@ pub unsafe fn return_rows(fcinfo: pg_sys::FunctionCallInfo, rows: &[Vec<Cell>]) 
 /// `fcinfo` must belong to a set-returning function whose row type matches `rows`.
 pub unsafe fn return_tuples(fcinfo: pg_sys::FunctionCallInfo, rows: &crate::spi::Rows) {
     unsafe {
-        pg_sys::InitMaterializedSRF(fcinfo, 0);
+        crate::compat::init_materialized_srf(fcinfo);
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
         for i in 0..rows.count {
             if let Some(tuple) = rows.tuple(i) {

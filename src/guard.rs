@@ -67,7 +67,7 @@ unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
         let desc = (*(*td).tg_relation).rd_att;
         let (old, new) = ((*td).tg_trigtuple, (*td).tg_newtuple);
         for i in 0..(*desc).natts as usize {
-            let att = (*desc).attrs.as_ptr().add(i);
+            let att = crate::compat::tuple_desc_attr(desc, i);
             if (*att).attisdropped {
                 continue;
             }

@@ -5,6 +5,7 @@
 //! `statemachine-core` crate; this crate binds it to SQL:
 //!
 //! - [`fmgr`], [`ereport`]: entry-point plumbing and raising SM SQLSTATEs;
+//! - [`compat`]: what differs between PostgreSQL majors;
 //! - [`spi`]: statements prepared once per backend;
 //! - [`door`]: the backend-local flag only the write path opens;
 //! - [`machines`]: per-backend cache of compiled machine versions;
@@ -20,6 +21,7 @@ use pgrx::prelude::*;
 
 pub mod available;
 pub mod cases;
+pub mod compat;
 pub mod definitions;
 pub mod diagram;
 pub mod door;
