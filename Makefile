@@ -4,6 +4,7 @@
 #   make install PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config PG_MAJOR=16
 #   make package                      a tarball of the installed files (cargo pgrx package), in dist/
 #   make test                         the whole suite (scripts/test; the same command CI runs)
+#   make check-majors                 type-check against PostgreSQL 13-18 headers (scripts/check-majors)
 #   make docs                         regenerate docs/reference.md and docs/img (needs a running cluster)
 #
 # The PostgreSQL major must match a cargo feature (pg13 ... pg18); PG_MAJOR defaults to the
@@ -14,7 +15,7 @@ PG_MAJOR  ?= $(shell $(PG_CONFIG) --version | sed -E 's/^PostgreSQL ([0-9]+).*/\
 CARGO_PGRX_FLAGS = --package pg_statemachine --pg-config $(PG_CONFIG) --no-default-features --features pg$(PG_MAJOR)
 VERSION   = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: all install package pgrx-init test docs clean
+.PHONY: all install package pgrx-init test docs check-majors clean
 
 all:
 	cargo build --release --package pg_statemachine --no-default-features --features pg$(PG_MAJOR)
@@ -32,6 +33,9 @@ package:
 
 test:
 	bash scripts/test
+
+check-majors:
+	bash scripts/check-majors
 
 docs:
 	bash scripts/reference
