@@ -2,17 +2,11 @@
 //! same compiled rules the write path decides with (core's `diagram` module renders).
 
 use crate::fmgr::{text_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, TEXT};
+use crate::spi::Spi;
 use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::diagram::{render, Format};
 use statemachine_core::{CaseFacts, Refusal};
-
-static VERSION_ID: Stmt = Stmt {
-    sql: "SELECT v.id FROM statemachine.machine_version v \
-          WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
-    args: &[TEXT, INT4],
-};
 
 unsafe fn machine_diagram(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
     let a = Args(fcinfo);
@@ -30,10 +24,13 @@ unsafe fn machine_diagram(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         let spi = Spi::connect();
         // No version: the latest active one, the version new cases get.
         let id = match number {
-            Some(n) => spi.run(&VERSION_ID, &[Some(text_datum(&machine)), Some(pg_sys::Datum::from(n))], 1).uuid(0, 1),
-            None => spi.run(&crate::machines::LATEST_VERSION, &[Some(text_datum(&machine))], 1).uuid(0, 1),
+            // Retired versions too: their cases may still be pinned to them.
+            Some(n) => crate::versions::version(&spi, &machine, n)?.0,
+            None => spi
+                .run(&crate::machines::LATEST_VERSION, &[Some(text_datum(&machine))], 1)
+                .uuid(0, 1)
+                .ok_or_else(|| Refusal::UnknownMachine { machine, version: None }.report(&CaseFacts::default()))?,
         };
-        let id = id.ok_or_else(|| Refusal::UnknownMachine { machine, version: number }.report(&CaseFacts::default()))?;
         render(&crate::machines::get(&spi, &id), format)
     };
     // Built after SPI is finished, so it lives in the caller's memory context.

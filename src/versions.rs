@@ -66,7 +66,7 @@ fn refuse(r: Refusal) -> statemachine_core::Report {
 }
 
 /// A published version's id and status; SM009 if there is none.
-fn version(spi: &Spi, machine: &str, number: i32) -> SmResult<([u8; 16], String)> {
+pub(crate) fn version(spi: &Spi, machine: &str, number: i32) -> SmResult<([u8; 16], String)> {
     let v = spi.run(&VERSION_BY_NUMBER, &[Some(text_datum(machine)), Some(pg_sys::Datum::from(number))], 1);
     match (v.uuid(0, 1), v.text(0, 2)) {
         (Some(id), Some(status)) => Ok((id, status)),

@@ -25,7 +25,9 @@ async fn transition(
     mut expected_version: Option<i64>,
 ) -> Result<Row, tokio_postgres::Error> {
     let stale = SqlState::from_code("SM003");
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         match db
             .query_one(
                 "SELECT from_state, to_state, state_version, id FROM statemachine.transition_case(\
@@ -34,7 +36,8 @@ async fn transition(
             )
             .await
         {
-            Err(e) if e.code() == Some(&stale) => {
+            // Three attempts, like the other examples; after that the SM003 goes to the caller.
+            Err(e) if e.code() == Some(&stale) && attempt < 3 => {
                 println!("SM003: the case moved since we read it; re-reading and retrying with the same command_id");
                 let row = db.query_one("SELECT state_version FROM statemachine.case_file WHERE id = $1", &[&case_id]).await?;
                 expected_version = Some(row.get(0));
