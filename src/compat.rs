@@ -11,10 +11,13 @@ use pgrx::prelude::*;
 /// `desc` must be a valid tuple descriptor and `i < natts`.
 pub unsafe fn tuple_desc_attr(desc: pg_sys::TupleDesc, i: usize) -> *const pg_sys::FormData_pg_attribute {
     #[cfg(not(feature = "pg18"))]
+    // SAFETY: the caller's contract: `i < natts` indexes the attribute array.
     unsafe {
         (*desc).attrs.as_ptr().add(i)
     }
     #[cfg(feature = "pg18")]
+    // SAFETY: the caller's contract: `i < natts`; on 18 the full attributes follow the
+    // `natts` compact ones (TupleDescAttr in tupdesc.h).
     unsafe {
         (*desc).compact_attrs.as_ptr().add((*desc).natts as usize).cast::<pg_sys::FormData_pg_attribute>().add(i)
     }
@@ -27,6 +30,8 @@ pub unsafe fn tuple_desc_attr(desc: pg_sys::TupleDesc, i: usize) -> *const pg_sy
 /// # Safety
 /// `fcinfo` must be the call's own.
 pub unsafe fn init_materialized_srf(fcinfo: pg_sys::FunctionCallInfo) {
+    // SAFETY: fcinfo is the call's own (the caller's contract); rsinfo is checked for
+    // NULL and its node tag before use, as InitMaterializedSRF does.
     unsafe {
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
         if rsinfo.is_null()

@@ -1,8 +1,9 @@
 //! define_machine, validate_machine, machine_definition, register_guard.
 
-use crate::fmgr::{datum_text, text_datum, uuid_from_datum, Args, SmResult};
+use crate::door::{self, refuse_inside_guard};
+use crate::fmgr::{jsonb_text, text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, BOOL, INT4, INTERVAL, OID, TEXT, TEXT_ARRAY, UUID};
-use crate::{door, sql_function};
+use crate::sql_function;
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::{validate_text, CaseFacts, GuardSpec, MachineDef, Problem, Refusal, Severity, Validation};
 
@@ -101,8 +102,7 @@ static DEFINITION_OF: Stmt = Stmt {
 /// Validates the definition argument, including what only the database knows: every
 /// `sql` guard must name a registered guard function.
 fn validate_arg(args: &Args, spi: &Spi) -> SmResult<Validation> {
-    let d = args.required(0, "definition")?;
-    let mut v = validate_text(&datum_text(d, pg_sys::JSONBOID));
+    let mut v = validate_text(&jsonb_text(args, 0, "definition")?);
     if let Some(def) = &v.definition {
         let missing: Vec<Problem> = def
             .sql_guard_names()
@@ -126,11 +126,10 @@ fn bool_datum(b: bool) -> Option<pg_sys::Datum> {
     Some(pg_sys::Datum::from(b))
 }
 
-unsafe fn define_machine(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    crate::cases::refuse_inside_guard("define_machine")?;
-    let args = Args(fcinfo);
+fn define_machine(args: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("define_machine")?;
     let spi = Spi::connect();
-    let validation = validate_arg(&args, &spi)?;
+    let validation = validate_arg(args, &spi)?;
     let Some(def) = validation.definition else {
         return Err(Refusal::InvalidDefinition { problems: validation.problems }.report(&CaseFacts::default()));
     };
@@ -163,8 +162,8 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
         ],
         1,
     );
-    let id = v.get(0, 1).map(|d| unsafe { uuid_from_datum(d) }).expect("INSERT ... RETURNING id returned a row");
-    let idd = Some(crate::fmgr::uuid_datum(&id));
+    let id = v.uuid(0, 1).expect("INSERT ... RETURNING id returns a row");
+    let idd = Some(uuid_datum(&id));
     for (i, s) in def.states.iter().enumerate() {
         spi.run(
             &INSERT_STATE,
@@ -258,26 +257,25 @@ fn serde_json_object(m: &serde_json::Map<String, serde_json::Value>) -> String {
     serde_json::Value::Object(m.clone()).to_string()
 }
 
-unsafe fn validate_machine(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    let args = Args(fcinfo);
+fn validate_machine(args: &Args) -> SmResult<pg_sys::Datum> {
     let validation = {
-        let spi = Spi::connect();
-        validate_arg(&args, &spi)?
+        let spi = Spi::read_only();
+        validate_arg(args, &spi)?
     };
     let rows: Vec<[Option<String>; 3]> = validation
         .problems
         .iter()
         .map(|p| [Some(p.severity.as_str().to_owned()), Some(p.path.clone()), Some(p.problem.clone())])
         .collect();
-    crate::available::return_text_rows(fcinfo, &rows);
+    // SAFETY: validate_machine is declared RETURNS TABLE (severity text, path text, problem text).
+    unsafe { crate::srf::return_text_rows(args, &rows) };
     Ok(pg_sys::Datum::from(0usize))
 }
 
-unsafe fn machine_definition(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    let args = Args(fcinfo);
+fn machine_definition(args: &Args) -> SmResult<pg_sys::Datum> {
     let machine = args.text(0, "machine")?;
     let version = args.opt_i32(1);
-    let spi = Spi::connect();
+    let spi = Spi::read_only();
     let rows = spi.run(&DEFINITION_OF, &[Some(text_datum(&machine)), args.datum(1)], 1);
     match rows.get(0, 1) {
         Some(d) => Ok(spi.keep(d)),
@@ -285,9 +283,8 @@ unsafe fn machine_definition(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
     }
 }
 
-unsafe fn register_guard(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    crate::cases::refuse_inside_guard("register_guard")?;
-    let args = Args(fcinfo);
+fn register_guard(args: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("register_guard")?;
     let code = args.text(0, "code")?;
     if let Some(problem) = statemachine_core::definition::code_problem(&code) {
         return Err(Refusal::InvalidArgument { name: "code".into(), problem: format!("{code:?} {problem}") }.report(&CaseFacts::default()));

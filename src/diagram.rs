@@ -8,8 +8,7 @@ use pgrx::pg_sys;
 use statemachine_core::diagram::{render, Format};
 use statemachine_core::{CaseFacts, Refusal};
 
-unsafe fn machine_diagram(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    let a = Args(fcinfo);
+fn machine_diagram(a: &Args) -> SmResult<pg_sys::Datum> {
     let machine = a.text(0, "machine")?;
     let number = a.opt_i32(1);
     let format_name = a.text(2, "format")?;
@@ -21,7 +20,7 @@ unsafe fn machine_diagram(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::
         .report(&CaseFacts::default())
     })?;
     let text = {
-        let spi = Spi::connect();
+        let spi = Spi::read_only();
         // No version: the latest active one, the version new cases get.
         let id = match number {
             // Retired versions too: their cases may still be pinned to them.

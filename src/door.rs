@@ -42,6 +42,7 @@ impl Drop for Open {
 
 /// Records that the current transaction broke the glass (see guard::break_glass).
 pub fn break_glass() {
+    // SAFETY: called from an entry point, inside a transaction.
     let xid = unsafe { pg_sys::GetTopTransactionId() };
     GLASS_XID.store(xid.into_inner(), Ordering::Relaxed);
 }
@@ -49,6 +50,7 @@ pub fn break_glass() {
 /// True inside the transaction that called break_glass().
 pub fn glass_broken() -> bool {
     let broken = GLASS_XID.load(Ordering::Relaxed);
+    // SAFETY: reads the current transaction's xid (or InvalidTransactionId); no preconditions.
     broken != 0 && unsafe { pg_sys::GetTopTransactionIdIfAny() }.into_inner() == broken
 }
 
@@ -105,8 +107,19 @@ unsafe extern "C-unwind" fn on_subxact(
 }
 
 pub fn register_callbacks() {
+    // SAFETY: called once from _PG_init; the callbacks are 'static functions with no argument.
     unsafe {
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
+}
+
+/// Write-path functions refuse to run inside a SQL guard (SM007): a guard decides
+/// whether a transition may happen; it must not change cases while doing so.
+pub fn refuse_inside_guard(function: &str) -> Result<(), statemachine_core::Report> {
+    if inside_guard() {
+        let refusal = statemachine_core::Refusal::GuardReentry { function: function.into() };
+        return Err(refusal.report(&statemachine_core::CaseFacts::default()));
+    }
+    Ok(())
 }

@@ -43,6 +43,8 @@ pub unsafe fn raise(report: Report) -> ! {
     let hint = report.hint.as_deref().map(c_text);
     let context = report.context.as_deref().map(c_text);
     drop(report);
+    // SAFETY: errstart/errfinish bracket the err* calls as elog.h's ereport does; each
+    // format is "%s" with a NUL-terminated argument alive until errfinish copies it.
     unsafe {
         if errstart(pg_sys::PGERROR as c_int, std::ptr::null()) {
             errcode(code);

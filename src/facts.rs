@@ -26,16 +26,6 @@ static PRIOR_ACTOR: Stmt = Stmt {
           ORDER BY t.state_version DESC LIMIT 1",
     args: &[UUID, TEXT],
 };
-/// The assignment in force of (case, assignee, role): its id, when, and the whole row.
-pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
-    sql: "SELECT a.id, a.assigned_at::pg_catalog.text, a FROM statemachine.case_assignment a \
-          WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
-            AND a.role_code OPERATOR(pg_catalog.=) $3 \
-            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
-                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
-          ORDER BY a.assigned_at DESC LIMIT 1",
-    args: &[UUID, UUID, TEXT],
-};
 /// A registered guard, whether its function still exists and whether its owner may own it.
 static GUARD_FUNCTION: Stmt = Stmt {
     sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
@@ -56,6 +46,8 @@ static CALL_GUARD: Stmt = Stmt {
 
 /// Is the session user a member of PostgreSQL role `role`? (role_source database)
 pub fn membership(role: &str) -> Membership {
+    // SAFETY: called inside a transaction (catalog lookups); the name returned by
+    // GetUserNameFromId is a palloc'd C string, copied at once; `c_role` outlives get_role_oid.
     unsafe {
         let session = pg_sys::GetSessionUserId();
         let name_ptr = pg_sys::GetUserNameFromId(session, true);
@@ -115,7 +107,7 @@ impl Facts for DbFacts<'_> {
 
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {
         let r = self.spi.run(
-            &ACTIVE_ASSIGNMENT,
+            &crate::assignments::ACTIVE_ASSIGNMENT,
             &[Some(self.case_d), Some(crate::fmgr::uuid_datum(actor)), Some(text_datum(role))],
             1,
         );

@@ -6,9 +6,10 @@
 //! direct UPDATE of case_file that changes nothing but `metadata` (and `updated_at`),
 //! which touches neither state, version nor history.
 
+use crate::door::{self, refuse_inside_guard};
 use crate::fmgr::{datum_text, text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
-use crate::{door, sql_function};
+use crate::{history, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
 use std::ffi::CStr;
@@ -16,7 +17,11 @@ use std::ffi::CStr;
 /// Columns of case_file a direct UPDATE may change.
 const CASE_FILE_FREE_COLUMNS: &[&str] = &["metadata", "updated_at"];
 
-unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
+fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
+    let fcinfo = a.fcinfo();
+    // SAFETY: fcinfo is the call's own; its context is checked to be TriggerData before
+    // it is read as one, and the trigger manager keeps that data (relation, tuples)
+    // valid for the call.
     unsafe {
         let ctx = (*fcinfo).context;
         if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
@@ -44,7 +49,7 @@ unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
 
         let rel = (*td).tg_relation;
         let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
-        if op == pg_sys::TRIGGER_EVENT_UPDATE && table == "case_file" && only_free_columns_changed(td) {
+        if row_level && op == pg_sys::TRIGGER_EVENT_UPDATE && table == "case_file" && only_free_columns_changed(td) {
             return Ok(row);
         }
         let (operation, what) = match op {
@@ -62,7 +67,12 @@ unsafe fn guard_direct_write(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sy
 }
 
 /// True when OLD and NEW differ only in [`CASE_FILE_FREE_COLUMNS`].
+///
+/// # Safety
+/// `td` must be the TriggerData of a row-level UPDATE trigger call.
 unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
+    // SAFETY: the caller's contract: old and new tuples and the relation's descriptor are
+    // valid for the call, and `i < natts` indexes the descriptor.
     unsafe {
         let desc = (*(*td).tg_relation).rd_att;
         let (old, new) = ((*td).tg_trigtuple, (*td).tg_newtuple);
@@ -99,17 +109,16 @@ static INSERT_BREAK_GLASS: Stmt = Stmt {
     args: &[UUID, TEXT, TIMESTAMPTZ],
 };
 
-unsafe fn break_glass(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    crate::cases::refuse_inside_guard("break_glass")?;
-    let a = Args(fcinfo);
+fn break_glass(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("break_glass")?;
     let reason = a.text(0, "reason")?;
     let spi = Spi::connect();
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let now = history::now();
     let _door = door::open();
     door::break_glass();
     let row = spi.run(
         &INSERT_BREAK_GLASS,
-        &[Some(uuid_datum(&crate::cases::history_id(now))), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))],
+        &[Some(uuid_datum(&history::row_id(now))), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))],
         1,
     );
     match row.get(0, 1) {

@@ -2,36 +2,52 @@
 //!
 //! `statemachine.transition_case()` is the one write path; guard triggers refuse every
 //! other way to change a case's state or history. The decisions are made by the pure
-//! `statemachine-core` crate; this crate binds it to SQL:
+//! `statemachine-core` crate; this crate binds it to SQL, one module per concern (the
+//! map, with how a call flows through it, is docs/architecture.md):
 //!
-//! - [`fmgr`], [`ereport`]: entry-point plumbing and raising SM SQLSTATEs;
-//! - [`compat`]: what differs between PostgreSQL majors;
-//! - [`spi`]: statements prepared once per backend;
-//! - [`door`]: the backend-local flag only the write path opens;
-//! - [`machines`]: per-backend cache of compiled machine versions;
-//! - [`facts`]: the database's answers to the core's checks (membership, guards);
-//! - [`definitions`], [`cases`], [`available`], [`outbox`], [`versions`], [`guard`],
-//!   [`diagram`]: the SQL functions.
+//! - plumbing: [`fmgr`] (entry points, arguments, datums), [`ereport`] (SM SQLSTATEs),
+//!   [`spi`] (kept plans; rows that cannot outlive their connection), [`srf`] (returning
+//!   sets), [`compat`] (PostgreSQL majors), [`door`] (the write door and guard reentry);
+//! - what decisions read: [`machines`] (per-backend cache of compiled versions),
+//!   [`facts`] (the database's answers to the core's checks), [`case_file`] (the case row);
+//! - the write path: [`transition`] (transition_case), [`history`] (the one history
+//!   writer and the case clock), [`commands`] (command idempotency), [`creation`],
+//!   [`dimensions`], [`evidence`], [`assignments`], [`corrections`], [`versions`],
+//!   [`outbox`];
+//! - the rest of the SQL API: [`definitions`], [`available`], [`diagram`], [`guard`]
+//!   (the guard trigger and break_glass).
 //!
 //! The DDL lives in `sql/`: `schema.sql` (0.1.0) and one upgrade script per later version.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod assignments;
 pub mod available;
-pub mod cases;
+pub mod case_file;
+pub mod commands;
 pub mod compat;
+pub mod corrections;
+pub mod creation;
 pub mod definitions;
 pub mod diagram;
+pub mod dimensions;
 pub mod door;
 pub mod ereport;
+pub mod evidence;
 pub mod facts;
 pub mod fmgr;
 pub mod guard;
+pub mod history;
 pub mod machines;
 pub mod outbox;
 pub mod spi;
+pub mod srf;
+pub mod transition;
 pub mod versions;
 
 // A fresh install is 0.1.0's schema followed by every upgrade script in order, so each

@@ -1,11 +1,37 @@
-//! The outbox consumer side: claim_outbox and ack_outbox (seed 003 §16). Events are
-//! written by transition_case; these functions only move their delivery columns.
+//! The outbox (seed 003 §16): the event an emitting transition writes in its own
+//! transaction ([`emit`]), and the consumer side, claim_outbox and ack_outbox, which
+//! only move the delivery columns.
 
-use crate::fmgr::{text_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, UUID_ARRAY};
-use crate::{door, sql_function};
+use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
+use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, UUID, UUID_ARRAY};
+use crate::{door, history, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
+
+/// The outbox event of an emitting transition, built from its history row in the same
+/// transaction; the NOTIFY ("<event type> <case id>" on channel statemachine_outbox) is
+/// delivered when that transaction commits.
+static INSERT_EVENT: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.outbox_event (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
+              correlation_id, causation_id, created_at) \
+          SELECT $1, t.case_id, t.state_version, $2, t.id, \
+                 pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
+                     'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
+                     'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
+                     'state_version', t.state_version, 'actor_id', t.actor_id, 'actor_role', t.actor_role, \
+                     'reason_code', t.reason_code, 'reason_text', t.reason_text, 'occurred_at', t.occurred_at, \
+                     'command_id', t.command_id), \
+                   'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
+                 t.correlation_id, t.causation_id, t.occurred_at \
+          FROM statemachine.case_state_transition t WHERE t.id OPERATOR(pg_catalog.=) $3 \
+          RETURNING pg_catalog.pg_notify('statemachine_outbox', $2 OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
+    args: &[UUID, TEXT, UUID],
+};
+
+/// Writes the `event_type` event of history row `transition_id`; the door must be open.
+pub fn emit(spi: &Spi, event_type: &str, transition_id: &[u8; 16], now: pg_sys::TimestampTz) {
+    spi.run(&INSERT_EVENT, &[Some(uuid_datum(&history::row_id(now))), Some(text_datum(event_type)), Some(uuid_datum(transition_id))], 1);
+}
 
 /// Pending events in creation order, skipping those another consumer holds (SKIP
 /// LOCKED) and those whose case has an earlier unacknowledged event (per-case order).
@@ -35,8 +61,7 @@ static ACK: Stmt = Stmt {
     args: &[UUID_ARRAY],
 };
 
-unsafe fn claim_outbox(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    let a = Args(fcinfo);
+fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
     let consumer = a.text(0, "consumer")?;
     let batch = a.opt_i32(1).ok_or_else(|| Refusal::NullArgument { name: "batch".into() }.report(&CaseFacts::default()))?;
     let lease = a.required(2, "lease")?;
@@ -47,12 +72,13 @@ unsafe fn claim_outbox(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Dat
     let spi = Spi::connect();
     let _door = door::open();
     let claimed = spi.run(&CLAIM, &[Some(text_datum(&consumer)), Some(pg_sys::Datum::from(batch)), Some(lease)], 0);
-    unsafe { crate::available::return_tuples(fcinfo, &claimed) };
+    // SAFETY: claim_outbox is declared RETURNS SETOF statemachine.outbox_event and CLAIM
+    // returns `o.*` of that table.
+    unsafe { crate::srf::return_tuples(a, &claimed) };
     Ok(pg_sys::Datum::from(0usize))
 }
 
-unsafe fn ack_outbox(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    let a = Args(fcinfo);
+fn ack_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
     let ids = a.required(0, "ids")?;
     let spi = Spi::connect();
     let _door = door::open();

@@ -6,11 +6,21 @@
 //! SET search_path), so neither the caller's `search_path` nor a re-plan can bind a
 //! statement to anything outside `statemachine` and `pg_catalog`. (The catalog queries
 //! of register_guard lean on the pinned path for names such as `pg_proc` and `unnest`.)
+//!
+//! Rules enforced by the types and checks here rather than by review:
+//! - [`Rows`] borrows the [`Spi`] connection it came from, so a result set cannot be read
+//!   after `SPI_finish` (the connection's drop) — that is a compile error. (A by-reference
+//!   datum taken out of it is still SPI memory: `keep` it to return it.)
+//! - the typed readers check the column's type before converting (a mismatch is an
+//!   internal error, never a misread);
+//! - a connection opened with [`Spi::read_only`] runs its statements read-only, as a
+//!   STABLE function's must be (PostgreSQL refuses a data-modifying statement there).
 
-use pgrx::pg_sys;
+use pgrx::{pg_sys, FromDatum};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::marker::PhantomData;
 
 /// A statement and its parameter types; lives in a `static` so its address keys the plan cache.
 pub struct Stmt {
@@ -27,7 +37,10 @@ fn plan_for(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
     if let Some(p) = PLANS.with(|p| p.borrow().get(&key).copied()) {
         return p;
     }
+    // Statement texts are literals of this crate: a NUL in one is a bug, not user input.
     let sql = CString::new(stmt.sql).expect("statement text has no NUL");
+    // SAFETY: called with an SPI connection open (only Spi::run calls this); `sql` and
+    // the argument type array outlive the call, and SPI_prepare copies what it keeps.
     let plan = unsafe {
         let plan = pg_sys::SPI_prepare(sql.as_ptr(), stmt.args.len() as i32, stmt.args.as_ptr().cast_mut());
         if plan.is_null() {
@@ -43,52 +56,60 @@ fn plan_for(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
 
 /// An open SPI connection; finished when dropped (unless an error is unwinding, in
 /// which case transaction abort cleans SPI up).
-pub struct Spi(());
+pub struct Spi {
+    read_only: bool,
+}
 
 impl Spi {
+    /// A connection for a VOLATILE function: statements may write.
     pub fn connect() -> Spi {
+        // SAFETY: every entry point runs inside a transaction, where SPI_connect is valid;
+        // the matching SPI_finish is in Drop.
         unsafe {
             pg_sys::SPI_connect();
         }
-        Spi(())
+        Spi { read_only: false }
+    }
+
+    /// A connection for a STABLE function: every statement runs read-only.
+    pub fn read_only() -> Spi {
+        let mut spi = Spi::connect();
+        spi.read_only = true;
+        spi
     }
 
     /// Executes `stmt` with `args` (`None` = SQL NULL); at most `limit` rows (0 = all).
-    pub fn run(&self, stmt: &'static Stmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows {
-        debug_assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
+    pub fn run(&self, stmt: &'static Stmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows<'_> {
+        // One value per declared parameter, or SPI would read past `values`.
+        assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
         let plan = plan_for(stmt);
         let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0usize))).collect();
         let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+        // SAFETY: the plan was prepared for exactly stmt.args (one value and one null
+        // flag per parameter, checked above); SPI is connected while
+        // `self` lives. SPI_tuptable/SPI_processed describe the statement just run.
         unsafe {
-            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, limit);
+            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only, limit);
             if rc < 0 {
                 panic!("SPI_execute_plan failed ({rc}) for: {}", stmt.sql);
             }
-            Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize }
+            Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData }
         }
     }
 
     /// Copies a by-reference datum out of SPI memory into the caller's context, so it
     /// can be returned after the connection is finished.
     pub fn keep(&self, d: pg_sys::Datum) -> pg_sys::Datum {
+        // SAFETY: `d` came from a row of this connection (a varlena or composite datum,
+        // the only kinds returned through here); SPI is connected.
         unsafe { pg_sys::SPI_datumTransfer(d, false, -1) }
-    }
-}
-
-impl Spi {
-    /// A uuid datum allocated in the caller's context (fixed-length: not for `keep`).
-    pub fn keep_uuid(&self, bytes: &[u8; 16]) -> pg_sys::Datum {
-        unsafe {
-            let p = pg_sys::SPI_palloc(16) as *mut u8;
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, 16);
-            pg_sys::Datum::from(p)
-        }
     }
 }
 
 impl Drop for Spi {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: pairs with the SPI_connect of this value.
             unsafe {
                 pg_sys::SPI_finish();
             }
@@ -96,58 +117,82 @@ impl Drop for Spi {
     }
 }
 
-/// Rows returned by the last statement; valid until the next one.
-pub struct Rows {
+/// Rows returned by a statement, valid while the connection that ran it is open.
+pub struct Rows<'spi> {
     table: *mut pg_sys::SPITupleTable,
     pub count: usize,
+    _connection: PhantomData<&'spi Spi>,
 }
 
-impl Rows {
+impl Rows<'_> {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Column `col` (1-based) of row `row`.
     pub fn get(&self, row: usize, col: i32) -> Option<pg_sys::Datum> {
-        if row >= self.count || self.table.is_null() {
-            return None;
-        }
-        unsafe {
-            let tuple = *(*self.table).vals.add(row);
-            let mut isnull = false;
-            let d = pg_sys::SPI_getbinval(tuple, (*self.table).tupdesc, col, &mut isnull);
-            (!isnull).then_some(d)
-        }
+        let tuple = self.tuple(row)?;
+        let mut isnull = false;
+        // SAFETY: `tuple` belongs to this table, whose descriptor describes it; for a `col`
+        // outside the descriptor SPI_getbinval returns NULL (and sets SPI_result).
+        let d = unsafe { pg_sys::SPI_getbinval(tuple, (*self.table).tupdesc, col, &mut isnull) };
+        (!isnull).then_some(d)
     }
 
-    /// Row `row` as a heap tuple (valid until the next statement).
+    /// Row `row` as a heap tuple (valid while the connection is open).
     pub fn tuple(&self, row: usize) -> Option<pg_sys::HeapTuple> {
         if row >= self.count || self.table.is_null() {
             return None;
         }
+        // SAFETY: the table holds `count` tuples and `row < count`; the table lives until
+        // SPI_finish, which cannot happen while `self` borrows the connection.
         Some(unsafe { *(*self.table).vals.add(row) })
     }
 
+    /// The type of column `col` (1-based); InvalidOid outside the descriptor.
+    fn column_type(&self, col: i32) -> pg_sys::Oid {
+        if self.table.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        // SAFETY: the table and its descriptor live while `self` borrows the connection;
+        // SPI_gettypeid checks `col` against the descriptor.
+        unsafe { pg_sys::SPI_gettypeid((*self.table).tupdesc, col) }
+    }
+
+    /// Column `col` of row `row`, after checking that the column is of one of `types`.
+    fn typed(&self, row: usize, col: i32, types: &[pg_sys::Oid]) -> Option<pg_sys::Datum> {
+        let d = self.get(row, col)?;
+        let t = self.column_type(col);
+        assert!(types.contains(&t), "column {col} is of type {}, read as {types:?}", t.to_u32());
+        Some(d)
+    }
+
+    /// Column `col` of row `row` through pgrx's conversion for `T`, whose SQL types are `types`.
+    fn value<T: FromDatum>(&self, row: usize, col: i32, types: &[pg_sys::Oid]) -> Option<T> {
+        // SAFETY: a non-null datum of a column checked to be of one of T's types.
+        self.typed(row, col, types).and_then(|d| unsafe { T::from_datum(d, false) })
+    }
+
     pub fn text(&self, row: usize, col: i32) -> Option<String> {
-        self.get(row, col).map(|d| unsafe { crate::fmgr::text_from_datum(d) })
+        // SAFETY: a non-null datum of a column checked to be text or varchar.
+        self.typed(row, col, &[TEXT, pg_sys::VARCHAROID]).map(|d| unsafe { crate::fmgr::text_from_datum(d) })
     }
     pub fn bool(&self, row: usize, col: i32) -> Option<bool> {
-        self.get(row, col).map(|d| d.value() != 0)
+        self.value(row, col, &[BOOL])
     }
     pub fn i32(&self, row: usize, col: i32) -> Option<i32> {
-        self.get(row, col).map(|d| d.value() as i32)
+        self.value(row, col, &[INT4])
     }
+    /// A bigint column, or a timestamptz one as PostgreSQL's microseconds since 2000.
     pub fn i64(&self, row: usize, col: i32) -> Option<i64> {
-        self.get(row, col).map(|d| d.value() as i64)
+        self.value(row, col, &[INT8, TIMESTAMPTZ])
     }
     pub fn uuid(&self, row: usize, col: i32) -> Option<[u8; 16]> {
-        self.get(row, col).map(|d| unsafe { crate::fmgr::uuid_from_datum(d) })
+        self.value::<pgrx::Uuid>(row, col, &[UUID]).map(|u| *u)
     }
     pub fn interval(&self, row: usize, col: i32) -> Option<statemachine_core::Interval> {
-        self.get(row, col).map(|d| unsafe {
-            let p = d.cast_mut_ptr::<pg_sys::Interval>();
-            statemachine_core::Interval { months: (*p).month, days: (*p).day, micros: (*p).time }
-        })
+        self.value::<pgrx::datum::Interval>(row, col, &[INTERVAL])
+            .map(|iv| statemachine_core::Interval { months: iv.months(), days: iv.days(), micros: iv.micros() })
     }
 }
 

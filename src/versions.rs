@@ -3,11 +3,14 @@
 //! taking new cases. Both are part of the write path: the only state changes they can
 //! make are the ones a published map between two published versions describes.
 
-use crate::available::{return_rows, Cell};
-use crate::fmgr::{datum_text, text_datum, uuid_datum, uuid_string, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
-use crate::{door, sql_function};
+use crate::door::{self, refuse_inside_guard};
+use crate::fmgr::{jsonb_text, text_datum, uuid_datum, uuid_string, Args, SmResult};
+use crate::history::{self, CaseMove, Entry};
+use crate::spi::{Spi, Stmt, INT4, TEXT, UUID};
+use crate::srf::{return_rows, Cell};
+use crate::sql_function;
 use pgrx::pg_sys;
+use statemachine_core::ids;
 use statemachine_core::migration::{parse_state_map, Outcome, MIGRATE_CODE};
 use statemachine_core::{CaseFacts, Refusal};
 
@@ -30,24 +33,6 @@ static LOCK_CASES_OF_VERSION: Stmt = Stmt {
     sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at \
           FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
     args: &[UUID],
-};
-/// One command id per case, derived from the migration's: a re-run cannot double up.
-static CASE_COMMAND: Stmt = Stmt {
-    sql: "SELECT pg_catalog.md5('migrate:' OPERATOR(pg_catalog.||) $1::pg_catalog.text OPERATOR(pg_catalog.||) ':' \
-                 OPERATOR(pg_catalog.||) $2::pg_catalog.text)::pg_catalog.uuid",
-    args: &[UUID, UUID],
-};
-static INSERT_MIGRATION_ROW: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code, \
-              transition_kind, state_version, actor_id, actor_role, reason_text, policy_version, occurred_at, command_id, metadata) \
-          VALUES ($1, $2, $3, $4, $5, $14, 'migration', $6, $7, $8, $9, $10, $11, $12, $13) \
-          ON CONFLICT (command_id) DO NOTHING RETURNING id",
-    args: &[UUID, UUID, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, JSONB, TEXT],
-};
-static MOVE_CASE: Stmt = Stmt {
-    sql: "UPDATE statemachine.case_file SET current_state = $2, state_version = $3, state_entered_at = $4, updated_at = $5, \
-              machine_version = $6, machine_version_id = $7 WHERE id OPERATOR(pg_catalog.=) $1",
-    args: &[UUID, TEXT, INT8, TIMESTAMPTZ, TIMESTAMPTZ, INT4, UUID],
 };
 static CASE_COUNT: Stmt = Stmt {
     sql: "SELECT count(*) FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1",
@@ -79,22 +64,20 @@ fn states(spi: &Spi, version_id: &[u8; 16]) -> Vec<String> {
     (0..r.count).filter_map(|i| r.text(i, 1)).collect()
 }
 
-unsafe fn migrate_cases(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    crate::cases::refuse_inside_guard("migrate_cases")?;
-    let a = Args(fcinfo);
+fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("migrate_cases")?;
     let machine = a.text(0, "machine")?;
     let from = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "from_version".into() }))?;
     let to = a.opt_i32(2).ok_or_else(|| refuse(Refusal::NullArgument { name: "to_version".into() }))?;
-    let map_d = a.required(3, "state_map")?;
+    let map_text = jsonb_text(a, 3, "state_map")?;
     let actor_d = a.required(4, "actor_id")?;
     let role = a.text(5, "actor_role")?;
-    let command_d = a.required(6, "command_id")?;
-    let dry_run = a.datum(7).is_none_or(|d| d.value() != 0);
+    let command_id = a.uuid(6, "command_id")?;
+    let dry_run = a.opt_bool(7).unwrap_or(true);
     if from == to {
         return Err(refuse(Refusal::InvalidArgument { name: "to_version".into(), problem: format!("it is from_version ({from})") }));
     }
-    let map_json: serde_json::Value =
-        serde_json::from_str(&datum_text(map_d, pg_sys::JSONBOID)).unwrap_or(serde_json::Value::Null);
+    let map_json: serde_json::Value = serde_json::from_str(&map_text).unwrap_or(serde_json::Value::Null);
 
     let rows: Vec<Vec<Cell>> = {
         let spi = Spi::connect();
@@ -126,51 +109,38 @@ unsafe fn migrate_cases(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Da
                 _ => None,
             };
             if let (Outcome::Migrate { to: target, reason }, false) = (&outcome, dry_run) {
-                let now = unsafe { pg_sys::GetCurrentTimestamp() }.max(updated_at);
-                let case_d = uuid_datum(&case_id);
-                let case_command = spi.run(&CASE_COMMAND, &[Some(command_d), Some(case_d)], 1).get(0, 1);
+                let now = history::case_clock(updated_at);
                 let metadata = serde_json::json!({"migration": {
                     "from_version": from, "to_version": to, "from_state": state, "to_state": target,
-                    "reason": reason, "migration_command_id": uuid_string(&unsafe { crate::fmgr::uuid_from_datum(command_d) }),
+                    "reason": reason, "migration_command_id": uuid_string(&command_id),
                 }});
+                // One command id per case, derived from the migration's: a re-run cannot double up.
+                let case_command = ids::v5("migrate", &[&command_id, &case_id]);
+                let entry = Entry {
+                    id: history::row_id(now),
+                    case: uuid_datum(&case_id),
+                    machine: &machine,
+                    from_state: Some(text_datum(&state)),
+                    to_state: text_datum(target),
+                    code: text_datum(MIGRATE_CODE),
+                    kind: "migration",
+                    state_version: version + 1,
+                    actor: actor_d,
+                    role: text_datum(&role),
+                    reason_code: None,
+                    reason_text: reason.map(text_datum),
+                    policy_version: to,
+                    occurred_at: now,
+                    command: uuid_datum(&case_command),
+                    correlation: None,
+                    causation: None,
+                    metadata: Some(crate::fmgr::jsonb_datum(&metadata.to_string())),
+                };
+                let entered_at = if *target != state { now } else { entered_at };
                 let _door = door::open();
-                let inserted = spi.run(
-                    &INSERT_MIGRATION_ROW,
-                    &[
-                        Some(uuid_datum(&crate::cases::history_id(now))),
-                        Some(case_d),
-                        Some(text_datum(&machine)),
-                        Some(text_datum(&state)),
-                        Some(text_datum(target)),
-                        Some(pg_sys::Datum::from(version + 1)),
-                        Some(actor_d),
-                        Some(text_datum(&role)),
-                        reason.map(text_datum),
-                        Some(pg_sys::Datum::from(to)),
-                        Some(pg_sys::Datum::from(now)),
-                        case_command,
-                        Some(crate::fmgr::jsonb_datum(&metadata.to_string())),
-                        Some(text_datum(MIGRATE_CODE)),
-                    ],
-                    1,
-                );
-                if inserted.is_empty() {
+                if history::append(&spi, &entry, CaseMove::To { entered_at, version_id: Some(to_id) }).is_none() {
                     return Err(refuse(Refusal::CommandInFlight));
                 }
-                let entered = if *target != state { now } else { entered_at };
-                spi.run(
-                    &MOVE_CASE,
-                    &[
-                        Some(case_d),
-                        Some(text_datum(target)),
-                        Some(pg_sys::Datum::from(version + 1)),
-                        Some(pg_sys::Datum::from(entered)),
-                        Some(pg_sys::Datum::from(now)),
-                        Some(pg_sys::Datum::from(to)),
-                        Some(uuid_datum(&to_id)),
-                    ],
-                    0,
-                );
             }
             rows.push(vec![
                 Cell::Uuid(case_id),
@@ -183,13 +153,14 @@ unsafe fn migrate_cases(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Da
         }
         rows
     };
-    unsafe { return_rows(fcinfo, &rows) };
+    // SAFETY: migrate_cases is declared RETURNS TABLE(case_id uuid, case_number text,
+    // from_state text, to_state text, outcome text, detail text), the cells' types in order.
+    unsafe { return_rows(a, &rows) };
     Ok(pg_sys::Datum::from(0usize))
 }
 
-unsafe fn retire_version(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<pg_sys::Datum> {
-    crate::cases::refuse_inside_guard("retire_version")?;
-    let a = Args(fcinfo);
+fn retire_version(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("retire_version")?;
     let machine = a.text(0, "machine")?;
     let number = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "version".into() }))?;
     let spi = Spi::connect();

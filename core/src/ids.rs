@@ -1,47 +1,44 @@
-//! Time-ordered ids (UUID version 7, RFC 9562) for history rows.
+//! Ids, from the `uuid` crate.
 //!
-//! History grows forever; random v4 keys scatter primary-key inserts over the whole
-//! index, v7 keys append near its right edge. Uniqueness comes from the 74 random bits
-//! per millisecond; the ids are identifiers, not secrets.
+//! - Rows get UUID version 7 (RFC 9562): history grows forever, and v7 keys append near
+//!   the right edge of the primary-key index where random v4 keys would scatter. The
+//!   74 bits below the millisecond come from the operating system's random source
+//!   (`getrandom`), so one id a client sees says nothing about the next one.
+//! - Ids derived from other ids (one per case of a migration command, say) are version 5
+//!   in this crate's namespace: the same inputs give the same id, in any backend.
 
-/// SplitMix64: tiny, fast, good enough to fill the random bits of an id.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+use uuid::{NoContext, Timestamp, Uuid};
 
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+/// The namespace of every v5 id pg_statemachine derives (itself the v5 id of the
+/// extension's name in the URL namespace, written out so it can never drift).
+pub const NAMESPACE: Uuid = uuid::uuid!("1303e01a-8dbd-528c-b6ff-06fe5d90ad1e");
+
+/// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970.
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// A v7 id for a row written at `pg_micros` (PostgreSQL's timestamptz representation:
+/// microseconds since 2000-01-01 UTC). Times before 1970 clamp to the Unix epoch.
+pub fn v7_at(pg_micros: i64) -> [u8; 16] {
+    let unix_micros = pg_micros.saturating_add(PG_EPOCH_UNIX_MICROS).max(0) as u64;
+    let ts = Timestamp::from_unix(NoContext, unix_micros / 1_000_000, (unix_micros % 1_000_000) as u32 * 1_000);
+    Uuid::new_v7(ts).into_bytes()
 }
 
-/// A v7 UUID from a Unix time in milliseconds and two random words.
-pub fn uuid_v7(unix_ms: u64, rand_a: u64, rand_b: u64) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..8]);
-    b[6..8].copy_from_slice(&rand_a.to_be_bytes()[..2]);
-    b[8..16].copy_from_slice(&rand_b.to_be_bytes());
-    b[6] = (b[6] & 0x0F) | 0x70; // version 7
-    b[8] = (b[8] & 0x3F) | 0x80; // RFC 9562 variant
-    b
+/// A stable v5 id derived from `kind` and `parts` (each part length-prefixed, so no two
+/// different lists of parts give the same name).
+pub fn v5(kind: &str, parts: &[&[u8]]) -> [u8; 16] {
+    let mut name = Vec::with_capacity(kind.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+    name.extend_from_slice(kind.as_bytes());
+    for part in parts {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
+    Uuid::new_v5(&NAMESPACE, &name).into_bytes()
 }
 
 /// Lower-case hyphenated text form.
 pub fn uuid_text(b: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{byte:02x}"));
-    }
-    s
+    Uuid::from_bytes(*b).hyphenated().to_string()
 }
 
 #[cfg(test)]
@@ -49,22 +46,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v7_layout_and_order() {
-        let mut rng = SplitMix64::new(42);
-        let a = uuid_v7(1_700_000_000_000, rng.next_u64(), rng.next_u64());
-        let b = uuid_v7(1_700_000_000_001, rng.next_u64(), rng.next_u64());
-        assert_eq!(a[6] >> 4, 7);
-        assert_eq!(a[8] >> 6, 0b10);
-        assert!(a < b, "later millisecond sorts later");
-        assert_eq!(uuid_text(&a).len(), 36);
-        assert_eq!(&uuid_text(&a)[14..15], "7");
+    fn namespace_is_the_v5_id_of_the_extension_name() {
+        assert_eq!(NAMESPACE, Uuid::new_v5(&Uuid::NAMESPACE_URL, b"pg_statemachine"));
     }
 
     #[test]
-    fn random_bits_differ_within_one_millisecond() {
-        let mut rng = SplitMix64::new(7);
-        let ids: std::collections::HashSet<[u8; 16]> =
-            (0..10_000).map(|_| uuid_v7(1, rng.next_u64(), rng.next_u64())).collect();
+    fn v7_layout_time_and_order() {
+        // 2023-11-14 22:13:20 UTC as PostgreSQL micros.
+        let pg = 1_700_000_000_000_000 - PG_EPOCH_UNIX_MICROS;
+        let a = v7_at(pg);
+        let b = v7_at(pg + 1_000);
+        assert_eq!(a[6] >> 4, 7, "version 7");
+        assert_eq!(a[8] >> 6, 0b10, "RFC 9562 variant");
+        let ms = u64::from_be_bytes([0, 0, a[0], a[1], a[2], a[3], a[4], a[5]]);
+        assert_eq!(ms, 1_700_000_000_000, "the timestamp is the row's time");
+        assert!(a < b, "a later millisecond sorts later");
+        assert_eq!(&uuid_text(&a)[14..15], "7");
+        assert_eq!(v7_at(i64::MIN)[..6], [0; 6], "before 1970 clamps to the epoch");
+    }
+
+    #[test]
+    fn v7_random_bits_are_unpredictable_within_one_millisecond() {
+        let ids: std::collections::HashSet<[u8; 16]> = (0..10_000).map(|_| v7_at(0)).collect();
         assert_eq!(ids.len(), 10_000);
+        // Consecutive ids share no structure an observer could extrapolate: the random
+        // tails of two neighbours differ in about half their 62 bits.
+        let tail = |b: &[u8; 16]| u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]) & (u64::MAX >> 2);
+        let mut ids: Vec<[u8; 16]> = (0..1_000).map(|_| v7_at(0)).collect();
+        ids.sort();
+        let mean_distance: f64 =
+            ids.windows(2).map(|w| (tail(&w[0]) ^ tail(&w[1])).count_ones() as f64).sum::<f64>() / (ids.len() - 1) as f64;
+        assert!((25.0..37.0).contains(&mean_distance), "mean Hamming distance {mean_distance}");
+    }
+
+    #[test]
+    fn v5_is_stable_and_separates_kinds_and_parts() {
+        let a = v5("migrate", &[b"cmd", b"case"]);
+        assert_eq!(a, v5("migrate", &[b"cmd", b"case"]));
+        assert_eq!(a[6] >> 4, 5, "version 5");
+        assert_ne!(a, v5("timer", &[b"cmd", b"case"]));
+        assert_ne!(v5("k", &[b"ab", b"c"]), v5("k", &[b"a", b"bc"]), "parts are length-prefixed");
+    }
+
+    #[test]
+    fn text_form() {
+        let b = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+        assert_eq!(uuid_text(&b), "01234567-89ab-cdef-0123-456789abcdef");
     }
 }

@@ -8,7 +8,7 @@
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
 //! - [`migration`]: the state map of migrate_cases;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a version's rules;
-//! - [`ids`]: time-ordered history ids.
+//! - [`ids`]: row ids (UUID v7 from the OS random source), derived ids (v5), their text form.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
 //! without a database.

@@ -5,7 +5,6 @@
 //! round-trips through its canonical form unchanged and compiles.
 
 use serde_json::{json, Map, Value};
-use statemachine_core::ids::SplitMix64;
 use statemachine_core::{validate, CompiledMachine, Severity};
 
 const SEEDS: [&str; 3] = [
@@ -13,6 +12,23 @@ const SEEDS: [&str; 3] = [
     include_str!("../../examples/product_status.json"),
     include_str!("../../examples/sla.json"),
 ];
+
+/// SplitMix64: a seeded, reproducible sequence for the mutations (ids use the OS's
+/// random source; this only has to repeat the same test run).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
 
 struct Gen(SplitMix64);
 

@@ -1,0 +1,162 @@
+//! Assignments (seed 003 §24): assign_case and release_assignment. Both are append-only
+//! (a release is a second row) and idempotent on command_id, and both take the case's
+//! row lock and touch the row, so they serialize with the transitions whose
+//! requires_assignment guard reads them.
+
+use crate::door::{self, refuse_inside_guard};
+use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
+use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
+use crate::{case_file, history, sql_function};
+use pgrx::pg_sys;
+use statemachine_core::{CaseFacts, Refusal};
+
+/// The assignment in force of (case, assignee, role): its id, when, and the whole row.
+pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
+    sql: "SELECT a.id, a.assigned_at::pg_catalog.text, a FROM statemachine.case_assignment a \
+          WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
+            AND a.role_code OPERATOR(pg_catalog.=) $3 \
+            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
+                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
+          ORDER BY a.assigned_at DESC LIMIT 1",
+    args: &[UUID, UUID, TEXT],
+};
+static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
+          WHERE a.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static INSERT_ASSIGNMENT: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_assignment AS a (id, case_id, assignee_id, role_code, assigned_by, assigned_at, command_id) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING RETURNING a",
+    args: &[UUID, UUID, UUID, TEXT, UUID, TIMESTAMPTZ, UUID],
+};
+static RELEASE_BY_COMMAND: Stmt = Stmt {
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM statemachine.case_assignment_release r \
+          JOIN statemachine.case_assignment a ON a.id OPERATOR(pg_catalog.=) r.assignment_id \
+          WHERE r.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID],
+};
+static INSERT_RELEASE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_assignment_release AS r (assignment_id, released_by, released_at, command_id) \
+          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING r",
+    args: &[UUID, UUID, TIMESTAMPTZ, UUID],
+};
+
+/// The arguments of assign_case and release_assignment.
+struct AssignmentArgs {
+    case_d: pg_sys::Datum,
+    case_id: [u8; 16],
+    assignee_d: pg_sys::Datum,
+    assignee: [u8; 16],
+    role: String,
+    actor_d: pg_sys::Datum,
+    command_d: pg_sys::Datum,
+    command_id: [u8; 16],
+}
+
+impl AssignmentArgs {
+    fn read(a: &Args) -> SmResult<Self> {
+        Ok(AssignmentArgs {
+            case_d: a.required(0, "case_id")?,
+            case_id: a.uuid(0, "case_id")?,
+            assignee_d: a.required(1, "assignee_id")?,
+            assignee: a.uuid(1, "assignee_id")?,
+            role: a.text(2, "role_code")?,
+            actor_d: a.required(3, "actor_id")?,
+            command_d: a.required(4, "command_id")?,
+            command_id: a.uuid(4, "command_id")?,
+        })
+    }
+
+    fn describe(&self, what: &str) -> String {
+        format!("{what} of {} as {} on case {}", uuid_string(&self.assignee), self.role, uuid_string(&self.case_id))
+    }
+
+    /// An earlier use of the command id: the same command's row, or SM008.
+    fn replay(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> Option<SmResult<pg_sys::Datum>> {
+        let r = spi.run(by_command, &[Some(self.command_d)], 1);
+        let (case_id, assignee, role, row) = (r.uuid(0, 1)?, r.uuid(0, 2)?, r.text(0, 3)?, r.get(0, 4)?);
+        if case_id == self.case_id && assignee == self.assignee && role == self.role {
+            return Some(Ok(spi.keep(row)));
+        }
+        let existing = format!("{what} of {} as {role} on case {}", uuid_string(&assignee), uuid_string(&case_id));
+        Some(Err(Refusal::CommandConflict { command_id: uuid_string(&self.command_id), existing, requested: self.describe(what) }
+            .report(&CaseFacts::default())))
+    }
+
+    /// After an insert that appended nothing: the concurrent command that won, replayed.
+    fn lost_race(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> SmResult<pg_sys::Datum> {
+        self.replay(spi, by_command, what).unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default())))
+    }
+}
+
+/// What both functions do first: refuse inside a guard, read the arguments, lock the
+/// case, and answer a replay (or SM008) of the command id. `Err(Ok(row))` is a replay.
+fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Result<(AssignmentArgs, Spi), SmResult<pg_sys::Datum>> {
+    refuse_inside_guard(function).map_err(Err)?;
+    let args = AssignmentArgs::read(a).map_err(Err)?;
+    let spi = Spi::connect();
+    case_file::lock_or_refuse(&spi, args.case_d, &args.case_id).map_err(Err)?;
+    if let Some(replayed) = args.replay(&spi, by_command, what) {
+        return Err(replayed);
+    }
+    Ok((args, spi))
+}
+
+fn assign_case(a: &Args) -> SmResult<pg_sys::Datum> {
+    let (args, spi) = match begin(a, "assign_case", &ASSIGNMENT_BY_COMMAND, "assignment") {
+        Ok(started) => started,
+        Err(answer) => return answer,
+    };
+    let role_d = Some(text_datum(&args.role));
+    // Already assigned in that role: nothing to add; the assignment in force is the answer.
+    let active = spi.run(&ACTIVE_ASSIGNMENT, &[Some(args.case_d), Some(args.assignee_d), role_d], 1);
+    if let Some(row) = active.get(0, 3) {
+        return Ok(spi.keep(row));
+    }
+    let now = history::now();
+    let _door = door::open();
+    let r = spi.run(
+        &INSERT_ASSIGNMENT,
+        &[
+            Some(uuid_datum(&history::row_id(now))),
+            Some(args.case_d),
+            Some(args.assignee_d),
+            role_d,
+            Some(args.actor_d),
+            Some(pg_sys::Datum::from(now)),
+            Some(args.command_d),
+        ],
+        1,
+    );
+    let Some(row) = r.get(0, 1) else { return args.lost_race(&spi, &ASSIGNMENT_BY_COMMAND, "assignment") };
+    let row = spi.keep(row);
+    case_file::touch(&spi, args.case_d, now);
+    Ok(row)
+}
+
+fn release_assignment(a: &Args) -> SmResult<pg_sys::Datum> {
+    let (args, spi) = match begin(a, "release_assignment", &RELEASE_BY_COMMAND, "release") {
+        Ok(started) => started,
+        Err(answer) => return answer,
+    };
+    let active = spi.run(&ACTIVE_ASSIGNMENT, &[Some(args.case_d), Some(args.assignee_d), Some(text_datum(&args.role))], 1);
+    let Some(assignment_id) = active.get(0, 1) else {
+        return Err(Refusal::AssignmentNotFound {
+            case_id: uuid_string(&args.case_id),
+            assignee: uuid_string(&args.assignee),
+            role: args.role,
+        }
+        .report(&CaseFacts::default()));
+    };
+    let now = history::now();
+    let _door = door::open();
+    let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d)], 1);
+    let Some(row) = r.get(0, 1) else { return args.lost_race(&spi, &RELEASE_BY_COMMAND, "release") };
+    let row = spi.keep(row);
+    case_file::touch(&spi, args.case_d, now);
+    Ok(row)
+}
+
+sql_function!(sm_assign_case, pg_finfo_sm_assign_case, assign_case);
+sql_function!(sm_release_assignment, pg_finfo_sm_release_assignment, release_assignment);

@@ -1,0 +1,121 @@
+//! The one history writer. Every row of `case_state_transition` — a transition, a
+//! case's CREATE row, a correction, a migration step — is appended by [`append`],
+//! through one prepared statement, so a column added to history is added here once.
+//!
+//! The same statement moves the case row when asked ([`CaseMove::To`]), and only if the
+//! history row was appended: `ON CONFLICT (command_id) DO NOTHING` makes a concurrent
+//! replay wait for the first command and then append (and move) nothing, so the caller
+//! can answer with the first command's row or SM008.
+
+use crate::fmgr::{text_datum, uuid_datum};
+use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
+use pgrx::pg_sys;
+
+/// $1-$18 are the history row's columns; $19-$21 the case move ($21: whether to move).
+static APPEND: Stmt = Stmt {
+    sql: "WITH t AS ( \
+              INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
+                  transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
+                  policy_version, occurred_at, command_id, correlation_id, causation_id, metadata) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                  COALESCE($18, '{}'::pg_catalog.jsonb)) \
+              ON CONFLICT (command_id) DO NOTHING RETURNING t), \
+          u AS ( \
+              UPDATE statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
+                  updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id) \
+              WHERE $21 AND c.id OPERATOR(pg_catalog.=) $2 AND EXISTS (SELECT 1 FROM t) RETURNING 1) \
+          SELECT t.t FROM t",
+    args: &[
+        UUID, UUID, TEXT, TEXT, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, UUID, UUID, JSONB,
+        TIMESTAMPTZ, UUID, BOOL,
+    ],
+};
+
+/// One history row. Datum fields are the caller's own argument datums where it has them
+/// (no copies on the hot path); `None` is SQL NULL.
+pub struct Entry<'a> {
+    pub id: [u8; 16],
+    pub case: pg_sys::Datum,
+    pub machine: &'a str,
+    /// NULL only for a case's first row (state_version 0).
+    pub from_state: Option<pg_sys::Datum>,
+    pub to_state: pg_sys::Datum,
+    pub code: pg_sys::Datum,
+    pub kind: &'a str,
+    pub state_version: i64,
+    pub actor: pg_sys::Datum,
+    pub role: pg_sys::Datum,
+    pub reason_code: Option<pg_sys::Datum>,
+    pub reason_text: Option<pg_sys::Datum>,
+    /// The machine version the row was decided under; a moved case is pinned to it.
+    pub policy_version: i32,
+    pub occurred_at: pg_sys::TimestampTz,
+    pub command: pg_sys::Datum,
+    pub correlation: Option<pg_sys::Datum>,
+    pub causation: Option<pg_sys::Datum>,
+    pub metadata: Option<pg_sys::Datum>,
+}
+
+/// What happens to the case row with the history row.
+pub enum CaseMove {
+    /// Nothing (the case row was just inserted with the same facts).
+    Stay,
+    /// current_state, state_version, updated_at follow the row; state_entered_at is
+    /// `entered_at`; with `version_id`, the case is re-pinned to that machine version.
+    To { entered_at: pg_sys::TimestampTz, version_id: Option<[u8; 16]> },
+}
+
+/// Appends `entry` (and moves the case as told). `None`: the command id is already
+/// taken, by a committed command this one waited for — nothing was written.
+pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sys::Datum> {
+    let (moves, entered_at, version_id) = match case_move {
+        CaseMove::Stay => (false, None, None),
+        CaseMove::To { entered_at, version_id } => (true, Some(pg_sys::Datum::from(entered_at)), version_id.map(|v| uuid_datum(&v))),
+    };
+    let rows = spi.run(
+        &APPEND,
+        &[
+            Some(uuid_datum(&entry.id)),
+            Some(entry.case),
+            Some(text_datum(entry.machine)),
+            entry.from_state,
+            Some(entry.to_state),
+            Some(entry.code),
+            Some(text_datum(entry.kind)),
+            Some(pg_sys::Datum::from(entry.state_version)),
+            Some(entry.actor),
+            Some(entry.role),
+            entry.reason_code,
+            entry.reason_text,
+            Some(pg_sys::Datum::from(entry.policy_version)),
+            Some(pg_sys::Datum::from(entry.occurred_at)),
+            Some(entry.command),
+            entry.correlation,
+            entry.causation,
+            entry.metadata,
+            entered_at,
+            version_id,
+            Some(pg_sys::Datum::from(moves)),
+        ],
+        1,
+    );
+    rows.get(0, 1).map(|row| spi.keep(row))
+}
+
+/// The time a case's next history row is written at: now, but never before `floor`
+/// (the case's last change), so occurred_at never goes backwards within a case even if
+/// the clock does. Callers hold the case's row lock, which serializes its writers.
+pub fn case_clock(floor: pg_sys::TimestampTz) -> pg_sys::TimestampTz {
+    now().max(floor)
+}
+
+/// The current time (GetCurrentTimestamp: the wall clock, not the transaction start).
+pub fn now() -> pg_sys::TimestampTz {
+    // SAFETY: reads the system clock; no preconditions.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// A new row id (UUID v7) for a row written at `ts`.
+pub fn row_id(ts: pg_sys::TimestampTz) -> [u8; 16] {
+    statemachine_core::ids::v7_at(ts)
+}
