@@ -1,12 +1,16 @@
 //! Assignments (seed 003 §24): assign_case and release_assignment. Both are append-only
 //! (a release is a second row) and idempotent on command_id, and both take the case's
 //! row lock and touch the row, so they serialize with the transitions whose
-//! requires_assignment guard reads them.
+//! requires_assignment guard reads them. A machine that names `assign_roles` lets only
+//! those roles assign and release (SM006), and under `role_source: database` the role
+//! must be a database role of the session user — so nobody assigns themselves past a
+//! requires_assignment guard.
 
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
-use crate::{case_file, history, sql_function};
+use crate::facts::database_role_refusal;
+use crate::{case_file, history, machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
 
@@ -19,6 +23,12 @@ pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
                             WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
           ORDER BY a.assigned_at DESC LIMIT 1",
     args: &[UUID, UUID, TEXT],
+};
+/// The case, locked, and the machine version whose assign_roles apply.
+static LOCK_CASE_VERSION: Stmt = Stmt {
+    sql: "SELECT c.machine_version_id, c.current_state FROM statemachine.case_file c \
+          WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    args: &[UUID],
 };
 static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
     sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
@@ -52,6 +62,7 @@ struct AssignmentArgs {
     actor_d: pg_sys::Datum,
     command_d: pg_sys::Datum,
     command_id: [u8; 16],
+    actor_role: Option<String>,
 }
 
 impl AssignmentArgs {
@@ -65,6 +76,7 @@ impl AssignmentArgs {
             actor_d: a.required(3, "actor_id")?,
             command_d: a.required(4, "command_id")?,
             command_id: a.uuid(4, "command_id")?,
+            actor_role: a.opt_text(5).filter(|r| !r.trim().is_empty()),
         })
     }
 
@@ -91,14 +103,35 @@ impl AssignmentArgs {
 }
 
 /// What both functions do first: refuse inside a guard, read the arguments, lock the
-/// case, and answer a replay (or SM008) of the command id. `Err(Ok(row))` is a replay.
+/// case, answer a replay (or SM008) of the command id, and check that the caller may
+/// assign. `Err(Ok(row))` is a replay.
 fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Result<(AssignmentArgs, Spi), SmResult<pg_sys::Datum>> {
     refuse_inside_guard(function).map_err(Err)?;
     let args = AssignmentArgs::read(a).map_err(Err)?;
     let spi = Spi::connect();
-    case_file::lock_or_refuse(&spi, args.case_d, &args.case_id).map_err(Err)?;
+    let case = spi.run(&LOCK_CASE_VERSION, &[Some(args.case_d)], 1);
+    let (Some(version_id), Some(state)) = (case.uuid(0, 1), case.text(0, 2)) else {
+        return Err(Err(case_file::unknown(&args.case_id)));
+    };
     if let Some(replayed) = args.replay(&spi, by_command, what) {
         return Err(replayed);
+    }
+    let machine = machines::get(&spi, &version_id);
+    let facts = CaseFacts { case_id: uuid_string(&args.case_id), current_state: state.clone() };
+    let code = function.to_uppercase();
+    if !machine.assign_roles.is_empty() && !args.actor_role.as_ref().is_some_and(|r| machine.assign_roles.contains(r)) {
+        let refusal = Refusal::RoleNotPermitted {
+            code,
+            from: state,
+            actor_role: args.actor_role.clone().unwrap_or_else(|| "(none given)".into()),
+            allowed: machine.assign_roles.clone(),
+        };
+        return Err(Err(refusal.report(&facts)));
+    }
+    if let Some(role) = &args.actor_role {
+        if let Some(refusal) = database_role_refusal(&machine, role, &code) {
+            return Err(Err(refusal.report(&facts)));
+        }
     }
     Ok((args, spi))
 }
@@ -115,7 +148,8 @@ fn assign_case(a: &Args) -> SmResult<pg_sys::Datum> {
         return Ok(spi.keep(row));
     }
     let now = history::now();
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("case_assignment", Op::Insert), ("case_file", Op::Update)];
+    let _door = door::open(WRITES);
     let r = spi.run(
         &INSERT_ASSIGNMENT,
         &[
@@ -150,7 +184,8 @@ fn release_assignment(a: &Args) -> SmResult<pg_sys::Datum> {
         .report(&CaseFacts::default()));
     };
     let now = history::now();
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("case_assignment_release", Op::Insert), ("case_file", Op::Update)];
+    let _door = door::open(WRITES);
     let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d)], 1);
     let Some(row) = r.get(0, 1) else { return args.lost_race(&spi, &RELEASE_BY_COMMAND, "release") };
     let row = spi.keep(row);

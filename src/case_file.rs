@@ -42,15 +42,6 @@ pub fn lock(spi: &Spi, case_d: pg_sys::Datum) -> bool {
     !spi.run(&LOCK, &[Some(case_d)], 1).is_empty()
 }
 
-/// Locks the case row (`case_d` is `case_id`'s datum); SM009 if there is none.
-pub fn lock_or_refuse(spi: &Spi, case_d: pg_sys::Datum, case_id: &[u8; 16]) -> SmResult<()> {
-    if lock(spi, case_d) {
-        Ok(())
-    } else {
-        Err(unknown(case_id))
-    }
-}
-
 /// Marks the case changed (see TOUCH); the door must be open.
 pub fn touch(spi: &Spi, case_d: pg_sys::Datum, now: pg_sys::TimestampTz) {
     spi.run(&TOUCH, &[Some(case_d), Some(pg_sys::Datum::from(now))], 0);

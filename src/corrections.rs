@@ -4,11 +4,12 @@
 //! `"corrections": "any"`, and each row at most once.
 
 use crate::commands;
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
-use crate::sql_function;
+use crate::facts::database_role_refusal;
+use crate::{machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::definition::CORRECT_CODE;
 use statemachine_core::{CaseFacts, Refusal};
@@ -23,7 +24,7 @@ static CORRECTION_TARGET: Stmt = Stmt {
 static LOCK_FOR_CORRECTION: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, v.corrections, v.machine, v.version, \
                  EXISTS (SELECT 1 FROM statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id \
-                         AND s.code OPERATOR(pg_catalog.=) $2) \
+                         AND s.code OPERATOR(pg_catalog.=) $2), c.machine_version_id \
           FROM statemachine.case_file c JOIN statemachine.machine_version v ON v.id OPERATOR(pg_catalog.=) c.machine_version_id \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF c",
     args: &[UUID, TEXT],
@@ -46,7 +47,7 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
     let to_state = a.text(1, "to_state")?;
     let reason = a.opt_text(2).filter(|r| !r.trim().is_empty());
     let actor_d = a.required(3, "actor_id")?;
-    let _role = a.text(4, "actor_role")?;
+    let role = a.text(4, "actor_role")?;
     let command_d = a.required(5, "command_id")?;
     let wrong_id = a.uuid(0, "transition_id")?;
 
@@ -63,6 +64,7 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         return Err(Refusal::UnknownCase { case_id: uuid_string(&case_id) }.report(&CaseFacts::default()));
     };
     let state_known = lock.bool(0, 8) == Some(true);
+    let version_id = lock.uuid(0, 9);
     let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
     // A replay of this very correction returns its row; any other use of the id is SM008.
     let corrected = spi.run(&CORRECTED_BY, &[Some(wrong_d)], 1);
@@ -73,6 +75,12 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         } else {
             Err(commands::conflict(&p, format!("correction of transition {} on case {}", uuid_string(&wrong_id), facts.case_id)))
         };
+    }
+    // Under role_source database the corrector's role is a database role of the session user.
+    if let Some(version_id) = version_id {
+        if let Some(refusal) = database_role_refusal(&machines::get(&spi, &version_id), &role, CORRECT_CODE) {
+            return Err(refusal.report(&facts));
+        }
     }
     let label = format!("{wrong_code} (state_version {wrong_version})");
     let not_allowed = |why: String| Err(Refusal::CorrectionNotAllowed { transition: label.clone(), why }.report(&facts));
@@ -94,7 +102,7 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         return Err(Refusal::ReasonRequired { code: CORRECT_CODE.into(), allowed: Vec::new() }.report(&facts));
     };
 
-    let now = history::case_clock(updated_at);
+    let now = history::case_clock(updated_at, &case_id)?;
     let transition_id = history::row_id(now);
     let metadata = serde_json::json!({"corrects": uuid_string(&wrong_id), "corrects_code": wrong_code}).to_string();
     let entry = Entry {
@@ -118,7 +126,8 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         metadata: Some(crate::fmgr::jsonb_datum(&metadata)),
     };
     let entered_at = if to_state != current { now } else { entered_at };
-    let _door = door::open();
+    const WRITES: &[Grant] = &[history::APPEND_WRITES[0], history::APPEND_WRITES[1], ("case_state_correction", Op::Insert)];
+    let _door = door::open(WRITES);
     let Some(row) = history::append(&spi, &entry, CaseMove::To { entered_at, version_id: None }) else {
         return Err(Refusal::CommandInFlight.report(&facts));
     };

@@ -2,15 +2,15 @@
 //! case and dimension starts with (state_version 0 in the machine's initial state).
 
 use crate::commands::{self, PriorCommand};
-use crate::door::{self, refuse_inside_guard};
-use crate::facts::membership;
+use crate::door::{self, refuse_inside_guard, Grant, Op};
+use crate::facts::database_role_refusal;
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, INT4, JSONB, TEXT, TIMESTAMPTZ, UUID};
 use crate::{machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::definition::CREATE_CODE;
-use statemachine_core::{CaseFacts, CompiledMachine, Membership, Refusal, RoleSource};
+use statemachine_core::{CaseFacts, CompiledMachine, Refusal};
 
 static INSERT_CASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
@@ -48,7 +48,9 @@ pub fn insert_case(
 ) -> SmResult<Option<pg_sys::Datum>> {
     let machine = new.machine;
     let case_d = uuid_datum(&new.case_id);
-    let _door = door::open();
+    // The CREATE row moves nothing (CaseMove::Stay): no UPDATE of case_file.
+    const WRITES: &[Grant] = &[("case_file", Op::Insert), ("case_state_transition", Op::Insert)];
+    let _door = door::open(WRITES);
     let inserted = spi.run(
         &INSERT_CASE,
         &[
@@ -116,20 +118,12 @@ fn create_case(a: &Args) -> SmResult<pg_sys::Datum> {
     let same_create = |p: &PriorCommand| {
         p.code == CREATE_CODE && p.machine == machine_name && p.case_number == case_number && given_id.is_none_or(|id| id == p.case_id)
     };
-    if machine.role_source == RoleSource::Database {
-        let refusal = match membership(&role) {
-            Membership::Member => None,
-            Membership::NotMember { session_user } => Some((session_user, true)),
-            Membership::NoSuchRole { session_user } => Some((session_user, false)),
-        };
-        if let Some((session_user, role_exists)) = refusal {
-            // A replay of a create that once succeeded still returns its case.
-            if let Some(p) = commands::find(&spi, command_d).filter(|p| same_create(p)) {
-                return Ok(spi.keep(p.case_row));
-            }
-            let refusal = Refusal::RoleNotMember { code: CREATE_CODE.into(), actor_role: role, session_user, role_exists };
-            return Err(refusal.report(&CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() }));
+    if let Some(refusal) = database_role_refusal(&machine, &role, CREATE_CODE) {
+        // A replay of a create that once succeeded still returns its case.
+        if let Some(p) = commands::find(&spi, command_d).filter(|p| same_create(p)) {
+            return Ok(spi.keep(p.case_row));
         }
+        return Err(refusal.report(&CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() }));
     }
 
     let new_case = NewCase { case_id, machine: &machine, version_id, case_number: &case_number, metadata: a.datum(6), root: None };

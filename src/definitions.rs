@@ -1,6 +1,6 @@
 //! define_machine, validate_machine, machine_definition, register_guard.
 
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{jsonb_text, text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, BOOL, INT4, INTERVAL, OID, TEXT, TEXT_ARRAY, UUID};
 use crate::sql_function;
@@ -23,9 +23,9 @@ static LATEST_DEFINITION: Stmt = Stmt {
     args: &[TEXT, TEXT],
 };
 static INSERT_VERSION: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.machine_version (machine, version, description, role_source, corrections, definition) \
-          VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb) RETURNING id",
-    args: &[TEXT, INT4, TEXT, TEXT, TEXT, TEXT],
+    sql: "INSERT INTO statemachine.machine_version (machine, version, description, role_source, corrections, definition, assign_roles) \
+          VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb, $7) RETURNING id",
+    args: &[TEXT, INT4, TEXT, TEXT, TEXT, TEXT, TEXT_ARRAY],
 };
 static INSERT_STATE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.state (machine_version_id, code, label, phase, is_initial, is_terminal, sort_order, attributes) \
@@ -73,8 +73,10 @@ static INSPECT_FUNCTION: Stmt = Stmt {
                           SELECT att.attname::text, att.atttypid FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid \
                            WHERE ty.oid = p.prorettype AND ty.typtype = 'c' AND att.attnum > 0 AND NOT att.attisdropped) c) = 2, \
                  pg_get_function_result(p.oid), \
-                 COALESCE(o.rolsuper OR p.proowner = x.extowner, false), o.rolname::text \
-          FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner \
+                 COALESCE(o.rolsuper OR p.proowner = x.extowner, false), o.rolname::text, \
+                 (SELECT substr(c, 13) FROM unnest(p.proconfig) AS c WHERE c LIKE 'search_path=%' LIMIT 1), \
+                 l.lanname::text \
+          FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner JOIN pg_language l ON l.oid = p.prolang \
           LEFT JOIN pg_extension x ON x.extname = 'pg_statemachine' \
           WHERE p.oid = $1",
     args: &[OID],
@@ -135,7 +137,17 @@ fn define_machine(args: &Args) -> SmResult<pg_sys::Datum> {
     };
     let canonical = def.to_canonical_json().to_string();
     let name = Some(text_datum(&def.machine));
-    let _door = door::open();
+    const WRITES: &[Grant] = &[
+        ("machine", Op::Insert),
+        ("machine_version", Op::Insert),
+        ("state", Op::Insert),
+        ("state_invariant", Op::Insert),
+        ("transition_rule", Op::Insert),
+        ("transition_rule_role", Op::Insert),
+        ("transition_reason", Op::Insert),
+        ("transition_guard", Op::Insert),
+    ];
+    let _door = door::open(WRITES);
     spi.run(&INSERT_MACHINE, &[name], 0);
     spi.run(&LOCK_MACHINE, &[name], 0);
     let latest = spi.run(&LATEST_DEFINITION, &[name, Some(text_datum(&canonical))], 1);
@@ -159,6 +171,7 @@ fn publish(spi: &Spi, def: &MachineDef, version: i32, canonical: &str) {
             Some(text_datum(def.role_source.as_str())),
             Some(text_datum(if def.correct_any { "any" } else { "latest" })),
             Some(text_datum(canonical)),
+            def.assign_roles.clone().into_datum(),
         ],
         1,
     );
@@ -283,6 +296,30 @@ fn machine_definition(args: &Args) -> SmResult<pg_sys::Datum> {
     }
 }
 
+/// A guard's unqualified names must not reach objects the caller controls: a function in
+/// a language that resolves names (anything but C and internal) must pin its search_path,
+/// with pg_temp named last — PostgreSQL searches pg_temp first for relations unless the
+/// path names it, so `SET search_path = policy` would read a caller's temporary view
+/// `approval_policy` before `policy.approval_policy`.
+fn search_path_problem(search_path: Option<&str>, language: &str) -> Option<String> {
+    if matches!(language, "c" | "internal") {
+        return None;
+    }
+    let Some(path) = search_path else {
+        return Some(format!(
+            "is LANGUAGE {language} without SET search_path; pin it with pg_temp last (e.g. SET search_path = myschema, pg_temp) so a caller's temporary objects cannot stand in for what it reads"
+        ));
+    };
+    let schemas: Vec<String> = path.split(',').map(|s| s.trim().trim_matches('"').to_lowercase()).filter(|s| !s.is_empty()).collect();
+    match schemas.iter().position(|s| s == "pg_temp") {
+        Some(i) if i + 1 == schemas.len() => None,
+        _ => Some(format!(
+            "has SET search_path = {path}, which searches pg_temp before the schemas it names; put pg_temp last (e.g. SET search_path = {}, pg_temp)",
+            schemas.iter().filter(|s| *s != "pg_temp").cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 fn register_guard(args: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("register_guard")?;
     let code = args.text(0, "code")?;
@@ -318,10 +355,14 @@ fn register_guard(args: &Args) -> SmResult<pg_sys::Datum> {
     if let Some(problem) = problem {
         return invalid(name, problem);
     }
+    if let Some(problem) = search_path_problem(f.text(0, 12).as_deref(), f.text(0, 13).as_deref().unwrap_or_default()) {
+        return invalid(name, problem);
+    }
     if f.bool(0, 10) != Some(true) {
         return Err(Refusal::GuardFunctionOwner { function: name, owner: f.text(0, 11).unwrap_or_default() }.report(&CaseFacts::default()));
     }
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("guard_function", Op::Insert), ("guard_function", Op::Update)];
+    let _door = door::open(WRITES);
     let row = spi.run(
         &UPSERT_GUARD_FUNCTION,
         &[Some(text_datum(&code)), Some(function), Some(text_datum(returns)), Some(text_datum(&description))],

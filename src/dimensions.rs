@@ -6,7 +6,8 @@
 
 use crate::commands;
 use crate::creation::{insert_case, NewCase};
-use crate::door::{self, refuse_inside_guard};
+use crate::facts::database_role_refusal;
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
 use crate::{case_file, history, machines, sql_function};
@@ -30,13 +31,6 @@ static LOCK_FOR_ATTACH: Stmt = Stmt {
     sql: "SELECT c.root_case_id, c.case_number, c.machine FROM statemachine.case_file c \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
-};
-/// A dimension's id follows from its case and machine, so callers can compute it
-/// (documented on attach_dimension).
-static DIMENSION_ID: Stmt = Stmt {
-    sql: "SELECT pg_catalog.md5('dimension:' OPERATOR(pg_catalog.||) $1::pg_catalog.text OPERATOR(pg_catalog.||) ':' \
-                 OPERATOR(pg_catalog.||) $2)::pg_catalog.uuid",
-    args: &[UUID, TEXT],
 };
 static ADD_DIMENSION: Stmt = Stmt {
     sql: "UPDATE statemachine.case_file SET dimensions = pg_catalog.array_append(dimensions, $2), \
@@ -118,6 +112,9 @@ fn attach_dimension(a: &Args) -> SmResult<pg_sys::Datum> {
         return Err(plain(Refusal::UnknownMachine { machine: machine_name, version: None }));
     };
     let machine = machines::get(&spi, &version_id);
+    if let Some(refusal) = database_role_refusal(&machine, &role, "CREATE") {
+        return Err(refusal.report(&CaseFacts { case_id: root_text, current_state: String::new() }));
+    }
     // The family as it is: the case and its dimensions.
     let members = family(&spi, case_d, uuid_datum(&[0; 16]));
     // transition_case finds a dimension by code, so codes must not be shared.
@@ -142,15 +139,17 @@ fn attach_dimension(a: &Args) -> SmResult<pg_sys::Datum> {
 
     let now = history::now();
     let case_number = format!("{number}/{machine_name}");
-    let dimension_id =
-        spi.run(&DIMENSION_ID, &[Some(case_d), Some(text_datum(&machine_name))], 1).uuid(0, 1).unwrap_or_else(|| history::row_id(now));
+    // A fresh id, not one derived from the case and machine: a derived id could be taken
+    // first by create_case(case_id => …) and make attach_dimension fail forever.
+    let dimension_id = history::row_id(now);
     let new_case =
         NewCase { case_id: dimension_id, machine: &machine, version_id, case_number: &case_number, metadata: None, root: Some(case_d) };
     let Some(row) = insert_case(&spi, &new_case, actor_d, &role, command_d, now, &requested)? else {
         let detail = format!("Machine {machine_name} already has a case numbered {case_number}.");
         return Err(plain(Refusal::CaseExists { detail }));
     };
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("case_file", Op::Update)];
+    let _door = door::open(WRITES);
     spi.run(&ADD_DIMENSION, &[Some(case_d), Some(text_datum(&machine_name)), Some(pg_sys::Datum::from(now))], 0);
     Ok(row)
 }

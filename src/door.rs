@@ -1,63 +1,83 @@
-//! The write door: a backend-local counter that only this crate's Rust code can change.
+//! The write door: backend-local state that only this crate's Rust code can change.
 //!
-//! The guard triggers let a write through only while the door is open, and only the
-//! write path opens it, around its own statements. No GUC, function or session variable
-//! touches it. It is closed again by the RAII guard, also when a Postgres error unwinds
-//! through the write path, and, belt and braces, by a transaction-abort callback.
+//! The guard triggers let a write through only while the write path holds the door open
+//! **for that table and that operation**: each write path opens it for exactly the
+//! writes it is about to make ([`open`] with a list of [`Grant`]s), around its own
+//! statements. So code that is not the write path's — a rule, a trigger, a default —
+//! cannot use an open door to write anywhere else. No GUC, function or session variable
+//! touches it. It closes when the RAII value drops, also when a Postgres error unwinds
+//! through the write path, and, belt and braces, on (sub)transaction abort.
 //!
 //! The one audited exception is break_glass(): it records itself append-only and then
-//! admits direct writes for the rest of its own transaction (keyed by the top-level
-//! transaction id, cleared when any transaction ends) — for restores and repairs.
+//! admits direct writes (and DDL on the extension's objects) for the rest of its
+//! (sub)transaction — a fact of this backend's memory, dropped when the subtransaction
+//! that broke the glass rolls back and when the transaction ends. No row can stand in
+//! for it: a break_glass_event row copied in from elsewhere opens nothing.
 
 use pgrx::pg_sys;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::cell::{Cell, RefCell};
 
-static OPEN: AtomicU32 = AtomicU32::new(0);
-/// The transaction (top-level xid) that called break_glass(): the one audited exception.
-/// 0: none. Cleared when any transaction ends.
-static GLASS_XID: AtomicU32 = AtomicU32::new(0);
+/// A write the door admits: (table of schema statemachine, operation).
+pub type Grant = (&'static str, Op);
 
-/// How many SQL guard functions are running (nested evaluations count).
-static IN_GUARD: AtomicU32 = AtomicU32::new(0);
-
-pub fn is_open() -> bool {
-    OPEN.load(Ordering::Relaxed) > 0
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
 }
 
-/// Holds the door open until dropped.
-#[must_use]
-pub struct Open(());
+thread_local! {
+    /// The grants of every open door (nested write paths stack).
+    static OPEN: RefCell<Vec<&'static [Grant]>> = const { RefCell::new(Vec::new()) };
+    /// The subtransaction that called break_glass() (or the one it was merged into).
+    static GLASS: Cell<Option<pg_sys::SubTransactionId>> = const { Cell::new(None) };
+    /// How many SQL guard functions are running (nested evaluations count).
+    static IN_GUARD: Cell<u32> = const { Cell::new(0) };
+}
 
-pub fn open() -> Open {
-    OPEN.fetch_add(1, Ordering::Relaxed);
-    Open(())
+/// Is the door open for `op` on `statemachine.<table>`?
+pub fn admits(table: &str, op: Op) -> bool {
+    OPEN.with(|o| o.borrow().iter().any(|grants| grants.iter().any(|(t, g)| *g == op && *t == table)))
+}
+
+/// Holds the door open for its grants until dropped.
+#[must_use]
+pub struct Open {
+    depth: usize,
+}
+
+pub fn open(grants: &'static [Grant]) -> Open {
+    OPEN.with(|o| {
+        let mut o = o.borrow_mut();
+        let depth = o.len();
+        o.push(grants);
+        Open { depth }
+    })
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        // Saturating: a (sub)transaction abort may already have closed the door.
-        let _ = OPEN.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        // Truncate, not pop: a (sub)transaction abort may already have closed the door.
+        OPEN.with(|o| o.borrow_mut().truncate(self.depth));
     }
 }
 
-/// Records that the current transaction broke the glass (see guard::break_glass).
+/// Records that the current (sub)transaction broke the glass (see guard::break_glass).
 pub fn break_glass() {
     // SAFETY: called from an entry point, inside a transaction.
-    let xid = unsafe { pg_sys::GetTopTransactionId() };
-    GLASS_XID.store(xid.into_inner(), Ordering::Relaxed);
+    GLASS.with(|g| g.set(Some(unsafe { pg_sys::GetCurrentSubTransactionId() })));
 }
 
-/// True inside the transaction that called break_glass().
+/// True inside the (sub)transaction that called break_glass(), until it ends or rolls back.
 pub fn glass_broken() -> bool {
-    let broken = GLASS_XID.load(Ordering::Relaxed);
-    // SAFETY: reads the current transaction's xid (or InvalidTransactionId); no preconditions.
-    broken != 0 && unsafe { pg_sys::GetTopTransactionIdIfAny() }.into_inner() == broken
+    GLASS.with(|g| g.get().is_some())
 }
 
 /// True while a SQL guard function runs: the write path's functions then refuse (a
 /// guard decides; it does not write).
 pub fn inside_guard() -> bool {
-    IN_GUARD.load(Ordering::Relaxed) > 0
+    IN_GUARD.with(|n| n.get() > 0)
 }
 
 /// Marks a SQL guard evaluation until dropped.
@@ -65,23 +85,29 @@ pub fn inside_guard() -> bool {
 pub struct EvaluatingGuard(());
 
 pub fn evaluating_guard() -> EvaluatingGuard {
-    IN_GUARD.fetch_add(1, Ordering::Relaxed);
+    IN_GUARD.with(|n| n.set(n.get() + 1));
     EvaluatingGuard(())
 }
 
 impl Drop for EvaluatingGuard {
     fn drop(&mut self) {
         // Saturating: a transaction abort may already have reset the count.
-        let _ = IN_GUARD.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        IN_GUARD.with(|n| n.set(n.get().saturating_sub(1)));
     }
+}
+
+/// Write-path functions refuse to run inside a SQL guard (SM007): a guard decides
+/// whether a transition may happen; it must not change anything while doing so.
+pub fn refuse_inside_guard(function: &str) -> Result<(), statemachine_core::Report> {
+    if inside_guard() {
+        let refusal = statemachine_core::Refusal::GuardReentry { function: function.into() };
+        return Err(refusal.report(&statemachine_core::CaseFacts::default()));
+    }
+    Ok(())
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
-        OPEN.store(0, Ordering::Relaxed);
-        IN_GUARD.store(0, Ordering::Relaxed);
-    }
     if matches!(
         event,
         pg_sys::XactEvent::XACT_EVENT_COMMIT
@@ -90,19 +116,38 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             | pg_sys::XactEvent::XACT_EVENT_ABORT
             | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
     ) {
-        GLASS_XID.store(0, Ordering::Relaxed);
+        OPEN.with(|o| o.borrow_mut().clear());
+        IN_GUARD.with(|n| n.set(0));
+        GLASS.with(|g| g.set(None));
     }
 }
 
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_subxact(
     event: pg_sys::SubXactEvent::Type,
-    _mysubid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
+    mysubid: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        OPEN.store(0, Ordering::Relaxed);
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+            OPEN.with(|o| o.borrow_mut().clear());
+            // Subtransaction ids grow within a transaction: one at or above the aborted
+            // one was broken inside it (or a child of it), and rolls back with it.
+            GLASS.with(|g| {
+                if g.get().is_some_and(|broken| broken >= mysubid) {
+                    g.set(None);
+                }
+            });
+        }
+        // A committed subtransaction's glass now belongs to its parent, so the parent's
+        // rollback takes it back too.
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => GLASS.with(|g| {
+            if g.get() == Some(mysubid) {
+                g.set(Some(parent));
+            }
+        }),
+        _ => {}
     }
 }
 
@@ -112,14 +157,4 @@ pub fn register_callbacks() {
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
-}
-
-/// Write-path functions refuse to run inside a SQL guard (SM007): a guard decides
-/// whether a transition may happen; it must not change cases while doing so.
-pub fn refuse_inside_guard(function: &str) -> Result<(), statemachine_core::Report> {
-    if inside_guard() {
-        let refusal = statemachine_core::Refusal::GuardReentry { function: function.into() };
-        return Err(refusal.report(&statemachine_core::CaseFacts::default()));
-    }
-    Ok(())
 }

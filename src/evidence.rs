@@ -1,7 +1,7 @@
 //! Evidence (seed 003 §10): add_evidence and deactivate_evidence, what the checks know
 //! of the evidence a caller passes, and the links a transition records to it.
 
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
 use crate::history;
 use crate::spi::{Spi, Stmt, BOOL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
@@ -83,7 +83,8 @@ fn add_evidence(a: &Args) -> SmResult<pg_sys::Datum> {
     let id = history::row_id(now);
     let added = {
         let spi = Spi::connect();
-        let _door = door::open();
+        const WRITES: &[Grant] = &[("case_evidence", Op::Insert)];
+        let _door = door::open(WRITES);
         let r = spi.run(
             &INSERT_EVIDENCE,
             &[
@@ -116,7 +117,8 @@ fn deactivate_evidence(a: &Args) -> SmResult<pg_sys::Datum> {
     let spi = Spi::connect();
     let now = history::now();
     {
-        let _door = door::open();
+        const WRITES: &[Grant] = &[("case_evidence_deactivation", Op::Insert), ("case_evidence", Op::Update)];
+        let _door = door::open(WRITES);
         let r = spi.run(&INSERT_DEACTIVATION, &[Some(evidence_d), Some(actor_d), Some(text_datum(&reason)), Some(pg_sys::Datum::from(now))], 1);
         if let Some(row) = r.get(0, 1) {
             let row = spi.keep(row);

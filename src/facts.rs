@@ -9,19 +9,24 @@ use pgrx::pg_sys;
 use serde_json::Value;
 use statemachine_core::checks::{ActiveAssignment, PriorActor};
 use statemachine_core::refusal::RaisedByGuard;
-use statemachine_core::{Facts, Interval, Membership, Refusal, SqlOutcome};
+use statemachine_core::{CompiledMachine, Facts, Interval, Membership, Refusal, RoleSource, SqlOutcome};
 use std::ffi::{CStr, CString};
 
-/// Enough time passed? If not, how much is left, counted on the calendar (age), and until when.
+/// Enough time passed? If not, how much is left, counted on the calendar (age), and until
+/// when. The calendar is UTC's whatever the session's TimeZone says: a day is 24 hours
+/// and a month a calendar month of UTC, so a zone with a crafted DST jump cannot shorten
+/// a wait. (Only the "until" text is shown in the session's zone.)
 static TIME_LEFT: Stmt = Stmt {
-    sql: "SELECT ($1 OPERATOR(pg_catalog.+) $2) OPERATOR(pg_catalog.<=) $3, \
-                 pg_catalog.date_trunc('second', pg_catalog.age($1 OPERATOR(pg_catalog.+) $2, $3))::pg_catalog.text, \
-                 ($1 OPERATOR(pg_catalog.+) $2)::pg_catalog.text",
+    sql: "WITH t AS (SELECT pg_catalog.timezone('UTC', $1) OPERATOR(pg_catalog.+) $2 AS due, pg_catalog.timezone('UTC', $3) AS now) \
+          SELECT t.due OPERATOR(pg_catalog.<=) t.now, \
+                 pg_catalog.date_trunc('second', pg_catalog.age(t.due, t.now))::pg_catalog.text, \
+                 pg_catalog.timezone('UTC', t.due)::pg_catalog.text \
+          FROM t",
     args: &[TIMESTAMPTZ, INTERVAL, TIMESTAMPTZ],
 };
 /// The latest transition of the case with a given code (served by case_transition_version_uk).
 static PRIOR_ACTOR: Stmt = Stmt {
-    sql: "SELECT t.actor_id, t.id, t.occurred_at::pg_catalog.text FROM statemachine.case_state_transition t \
+    sql: "SELECT t.actor_id, t.id, t.occurred_at::pg_catalog.text, t.recorded_by FROM statemachine.case_state_transition t \
           WHERE t.case_id OPERATOR(pg_catalog.=) $1 AND t.transition_code OPERATOR(pg_catalog.=) $2 \
           ORDER BY t.state_version DESC LIMIT 1",
     args: &[UUID, TEXT],
@@ -44,20 +49,46 @@ static CALL_GUARD: Stmt = Stmt {
     args: &[OID, TEXT, UUID, TEXT],
 };
 
-/// Is the session user a member of PostgreSQL role `role`? (role_source database)
-pub fn membership(role: &str) -> Membership {
-    // SAFETY: called inside a transaction (catalog lookups); the name returned by
-    // GetUserNameFromId is a palloc'd C string, copied at once; `c_role` outlives get_role_oid.
+/// The session user's name (the database identity of the caller).
+pub fn session_user() -> String {
+    // SAFETY: catalog lookup of the session user's name (missing_ok); the palloc'd C string
+    // is copied at once.
     unsafe {
         let session = pg_sys::GetSessionUserId();
         let name_ptr = pg_sys::GetUserNameFromId(session, true);
-        let session_user =
-            if name_ptr.is_null() { format!("oid {}", session.to_u32()) } else { CStr::from_ptr(name_ptr).to_string_lossy().into_owned() };
-        let Ok(c_role) = CString::new(role) else { return Membership::NoSuchRole { session_user } };
+        if name_ptr.is_null() {
+            format!("oid {}", session.to_u32())
+        } else {
+            CStr::from_ptr(name_ptr).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Under role_source database: SM006 unless the session user is a member of `role`
+/// (`code` names what was attempted). Nothing to check under role_source asserted.
+pub fn database_role_refusal(machine: &CompiledMachine, role: &str, code: &str) -> Option<Refusal> {
+    if machine.role_source != RoleSource::Database {
+        return None;
+    }
+    let (session_user, role_exists) = match membership(role) {
+        Membership::Member => return None,
+        Membership::NotMember { session_user } => (session_user, true),
+        Membership::NoSuchRole { session_user } => (session_user, false),
+    };
+    Some(Refusal::RoleNotMember { code: code.into(), actor_role: role.into(), session_user, role_exists })
+}
+
+/// Is the session user a member of PostgreSQL role `role`? (role_source database)
+pub fn membership(role: &str) -> Membership {
+    let session_user = session_user();
+    let Ok(c_role) = CString::new(role) else { return Membership::NoSuchRole { session_user } };
+    // SAFETY: catalog lookups by name and oid, inside a transaction; `c_role` outlives
+    // get_role_oid.
+    unsafe {
         let role_oid = pg_sys::get_role_oid(c_role.as_ptr(), true);
         if role_oid == pg_sys::InvalidOid {
             Membership::NoSuchRole { session_user }
-        } else if pg_sys::is_member_of_role(session, role_oid) {
+        } else if pg_sys::is_member_of_role(pg_sys::GetSessionUserId(), role_oid) {
             Membership::Member
         } else {
             Membership::NotMember { session_user }
@@ -73,6 +104,44 @@ fn guard_frames(context: &str) -> String {
     let end = lines.iter().position(|l| l.starts_with("PL/pgSQL function statemachine.evaluate_sql_guard(")).unwrap_or(lines.len());
     let end = if end > 0 && lines[end - 1].starts_with("SQL statement \"SELECT ") { end - 1 } else { end };
     lines[..end].join("\n")
+}
+
+/// A `sql` guard's surroundings while it runs: the rights of the session user (never the
+/// extension owner's, which every entry point runs with), a restricted security context
+/// (no temporary objects, no SET ROLE, as for a maintenance command), and a read-only
+/// transaction (any write it attempts, through any function, fails). Restored when
+/// dropped — also when an error unwinds through the write path.
+struct AsSessionUser {
+    user: pg_sys::Oid,
+    context: i32,
+    read_only: bool,
+}
+
+impl AsSessionUser {
+    fn enter() -> AsSessionUser {
+        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+        // SAFETY: reads and sets the backend's current user and security context, as
+        // fmgr_security_definer does around a SECURITY DEFINER call; XactReadOnly is the
+        // transaction's read-only flag, restored in Drop.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            let restricted = context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+            pg_sys::SetUserIdAndSecContext(pg_sys::GetSessionUserId(), restricted);
+            let read_only = pg_sys::XactReadOnly;
+            pg_sys::XactReadOnly = true;
+            AsSessionUser { user, context, read_only }
+        }
+    }
+}
+
+impl Drop for AsSessionUser {
+    fn drop(&mut self) {
+        // SAFETY: restores exactly what enter() saved.
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+            pg_sys::XactReadOnly = self.read_only;
+        }
+    }
 }
 
 /// Facts about one case, read through the caller's SPI connection.
@@ -102,7 +171,11 @@ impl Facts for DbFacts<'_> {
 
     fn prior_actor(&mut self, transition: &str) -> Option<PriorActor> {
         let r = self.spi.run(&PRIOR_ACTOR, &[Some(self.case_d), Some(text_datum(transition))], 1);
-        Some(PriorActor { actor_id: r.uuid(0, 1)?, transition_id: r.uuid(0, 2)?, occurred_at: r.text(0, 3)? })
+        Some(PriorActor { actor_id: r.uuid(0, 1)?, transition_id: r.uuid(0, 2)?, occurred_at: r.text(0, 3)?, recorded_by: r.text(0, 4)? })
+    }
+
+    fn session_user(&mut self) -> String {
+        session_user()
     }
 
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {
@@ -129,8 +202,10 @@ impl Facts for DbFacts<'_> {
             return SqlOutcome::Failed(Refusal::GuardFunctionOwner { function, owner: g.text(0, 6).unwrap_or_default() });
         }
         let r = {
-            // While a guard runs, the write path's functions refuse to be called (SM007).
+            // While a guard runs, the write path's functions refuse to be called (SM007),
+            // and it runs as the session user, restricted and read-only.
             let _inside = door::evaluating_guard();
+            let _as = AsSessionUser::enter();
             self.spi.run(
                 &CALL_GUARD,
                 &[Some(oid), Some(text_datum(&returns)), Some(self.case_d), Some(text_datum(&context.to_string()))],

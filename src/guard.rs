@@ -1,21 +1,26 @@
-//! The guard trigger on every extension table, and break_glass, the audited exception
-//! to the event trigger that keeps those guards in place.
+//! The guard trigger on every extension table, and break_glass, the audited exception.
 //!
-//! Fast path (the write path's own statements): the door is open, return the row. That
-//! is one atomic load per row. Otherwise the write is refused with SM007 — except a
-//! direct UPDATE of case_file that changes nothing but `metadata` (and `updated_at`),
-//! which touches neither state, version nor history.
+//! Fast path (the write path's own statements): the door is open for this table and
+//! this operation, return the row. Otherwise the write is refused with SM007 — except a
+//! direct UPDATE of case_file that changes nothing but `metadata` (compared by attribute
+//! number and binary value, so neither renamed columns nor a session's DateStyle or
+//! TimeZone can make a change look like none), and writes inside the (sub)transaction
+//! that called break_glass() (never to break_glass_event itself, which stays append-only).
 
-use crate::door::{self, refuse_inside_guard};
-use crate::fmgr::{datum_text, text_datum, uuid_datum, Args, SmResult};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
+use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
 use crate::{history, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
 use std::ffi::CStr;
 
-/// Columns of case_file a direct UPDATE may change.
-const CASE_FILE_FREE_COLUMNS: &[&str] = &["metadata", "updated_at"];
+/// The attribute number of case_file.metadata, the one column a direct UPDATE may change
+/// (guard_weaknesses() reports a catalog where that number names another column).
+pub const CASE_FILE_METADATA_ATTNUM: usize = 11;
+
+/// The audit log of the exception itself: nothing but break_glass() writes it.
+const BREAK_GLASS_TABLE: &str = "break_glass_event";
 
 fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
     let fcinfo = a.fcinfo();
@@ -38,62 +43,65 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
         } else {
             pg_sys::Datum::from((*td).tg_trigtuple)
         };
-        if door::is_open() && op != pg_sys::TRIGGER_EVENT_TRUNCATE {
-            return Ok(row);
-        }
-        // The audited exception (restore, emergency repair): the transaction that called
-        // break_glass(), and only it.
-        if door::glass_broken() {
-            return Ok(row);
-        }
-
         let rel = (*td).tg_relation;
-        let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
-        if row_level && op == pg_sys::TRIGGER_EVENT_UPDATE && table == "case_file" && only_free_columns_changed(td) {
+        let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
+        let schema_ptr = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        let schema = if schema_ptr.is_null() { String::new() } else { CStr::from_ptr(schema_ptr).to_string_lossy().into_owned() };
+        let in_schema = schema == "statemachine";
+        let door_op = match op {
+            pg_sys::TRIGGER_EVENT_INSERT => Some(Op::Insert),
+            pg_sys::TRIGGER_EVENT_UPDATE => Some(Op::Update),
+            pg_sys::TRIGGER_EVENT_DELETE => Some(Op::Delete),
+            _ => None,
+        };
+        if let Some(door_op) = door_op.filter(|_| row_level && in_schema) {
+            if door::admits(&table, door_op) {
+                return Ok(row);
+            }
+        }
+        // The audited exception (restore, emergency repair): the (sub)transaction that
+        // called break_glass(), and only it; its own record stays append-only.
+        if door::glass_broken() && table != BREAK_GLASS_TABLE {
+            return Ok(row);
+        }
+        if row_level && op == pg_sys::TRIGGER_EVENT_UPDATE && in_schema && table == "case_file" && only_metadata_changed(td) {
             return Ok(row);
         }
         let (operation, what) = match op {
             pg_sys::TRIGGER_EVENT_INSERT => ("INSERT", "Rows are added only by the extension's functions."),
             pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", "Cases, history, evidence and published definitions are never deleted."),
             pg_sys::TRIGGER_EVENT_UPDATE if table == "case_file" => {
-                ("UPDATE", "The update changes a case's state, version or identity; only metadata may be updated directly.")
+                ("UPDATE", "The update changes a case's state, version, clock or identity; only metadata may be updated directly.")
             }
             pg_sys::TRIGGER_EVENT_UPDATE => ("UPDATE", "These rows are immutable once written."),
             _ => ("TRUNCATE", "Cases, history, evidence and published definitions are never deleted."),
         };
-        Err(Refusal::DirectWrite { table: format!("statemachine.{table}"), operation: operation.into(), what: what.into() }
+        Err(Refusal::DirectWrite { table: format!("{schema}.{table}"), operation: operation.into(), what: what.into() }
             .report(&CaseFacts::default()))
     }
 }
 
-/// True when OLD and NEW differ only in [`CASE_FILE_FREE_COLUMNS`].
+/// True when OLD and NEW are binary-equal in every column but metadata.
 ///
 /// # Safety
 /// `td` must be the TriggerData of a row-level UPDATE trigger call.
-unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
+unsafe fn only_metadata_changed(td: *mut pg_sys::TriggerData) -> bool {
     // SAFETY: the caller's contract: old and new tuples and the relation's descriptor are
     // valid for the call, and `i < natts` indexes the descriptor.
     unsafe {
         let desc = (*(*td).tg_relation).rd_att;
         let (old, new) = ((*td).tg_trigtuple, (*td).tg_newtuple);
         for i in 0..(*desc).natts as usize {
+            let attnum = i + 1;
+            if attnum == CASE_FILE_METADATA_ATTNUM {
+                continue;
+            }
             let att = crate::compat::tuple_desc_attr(desc, i);
-            if (*att).attisdropped {
-                continue;
-            }
-            let name = CStr::from_ptr((*att).attname.data.as_ptr()).to_string_lossy();
-            if CASE_FILE_FREE_COLUMNS.contains(&name.as_ref()) {
-                continue;
-            }
-            let attnum = (i + 1) as i32;
             let mut old_null = false;
             let mut new_null = false;
-            let o = pg_sys::heap_getattr(old, attnum, desc, &mut old_null);
-            let n = pg_sys::heap_getattr(new, attnum, desc, &mut new_null);
-            if old_null != new_null {
-                return false;
-            }
-            if !old_null && datum_text(o, (*att).atttypid) != datum_text(n, (*att).atttypid) {
+            let o = pg_sys::heap_getattr(old, attnum as i32, desc, &mut old_null);
+            let n = pg_sys::heap_getattr(new, attnum as i32, desc, &mut new_null);
+            if old_null != new_null || (!old_null && !same_binary_value(o, n, (*att).attbyval, (*att).attlen)) {
                 return false;
             }
         }
@@ -101,8 +109,36 @@ unsafe fn only_free_columns_changed(td: *mut pg_sys::TriggerData) -> bool {
     }
 }
 
-/// The audited exception to the event trigger statemachine_guard_ddl: valid for the
-/// calling transaction only (the trigger looks for a row with its txid).
+/// datumIsEqual (utils/adt/datum.c) for one column, comparing a varlena's content bytes
+/// whatever its header or toasting: the same bytes are the same value; anything else is
+/// a change.
+///
+/// # Safety
+/// `a` and `b` must be non-null datums of a column with that `byval` and `len`.
+unsafe fn same_binary_value(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+    if byval {
+        return a == b;
+    }
+    // SAFETY: the caller's contract: by-reference datums of the column's length kind;
+    // detoasted copies are palloc'd in the trigger's context.
+    unsafe {
+        match len {
+            -1 => {
+                let va = pg_sys::pg_detoast_datum_packed(a.cast_mut_ptr());
+                let vb = pg_sys::pg_detoast_datum_packed(b.cast_mut_ptr());
+                pgrx::varlena::varlena_to_byte_slice(va) == pgrx::varlena::varlena_to_byte_slice(vb)
+            }
+            -2 => CStr::from_ptr(a.cast_mut_ptr()) == CStr::from_ptr(b.cast_mut_ptr()),
+            n => {
+                let n = usize::try_from(n).unwrap_or(0);
+                std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), n) == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), n)
+            }
+        }
+    }
+}
+
+/// The record of the audited exception (its transaction id is for the record only: the
+/// exception itself is a fact of the backend's memory, see door::break_glass).
 static INSERT_BREAK_GLASS: Stmt = Stmt {
     sql: "INSERT INTO statemachine.break_glass_event AS e (id, reason, transaction_id, occurred_at) \
           VALUES ($1, $2, pg_catalog.txid_current(), $3) RETURNING e",
@@ -114,7 +150,8 @@ fn break_glass(a: &Args) -> SmResult<pg_sys::Datum> {
     let reason = a.text(0, "reason")?;
     let spi = Spi::connect();
     let now = history::now();
-    let _door = door::open();
+    const WRITES: &[Grant] = &[(BREAK_GLASS_TABLE, Op::Insert)];
+    let _door = door::open(WRITES);
     door::break_glass();
     let row = spi.run(
         &INSERT_BREAK_GLASS,

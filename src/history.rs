@@ -7,9 +7,11 @@
 //! replay wait for the first command and then append (and move) nothing, so the caller
 //! can answer with the first command's row or SM008.
 
-use crate::fmgr::{text_datum, uuid_datum};
+use crate::door::{Grant, Op};
+use crate::fmgr::{text_datum, uuid_datum, uuid_string, SmResult};
 use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
 use pgrx::pg_sys;
+use statemachine_core::{CaseFacts, Refusal};
 
 /// $1-$18 are the history row's columns; $19-$21 the case move ($21: whether to move).
 static APPEND: Stmt = Stmt {
@@ -30,6 +32,9 @@ static APPEND: Stmt = Stmt {
         TIMESTAMPTZ, UUID, BOOL,
     ],
 };
+
+/// What [`append`] writes: the door its caller opens must admit these.
+pub const APPEND_WRITES: [Grant; 2] = [("case_state_transition", Op::Insert), ("case_file", Op::Update)];
 
 /// One history row. Datum fields are the caller's own argument datums where it has them
 /// (no copies on the hot path); `None` is SQL NULL.
@@ -102,11 +107,30 @@ pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sy
     rows.get(0, 1).map(|row| spi.keep(row))
 }
 
-/// The time a case's next history row is written at: now, but never before `floor`
-/// (the case's last change), so occurred_at never goes backwards within a case even if
-/// the clock does. Callers hold the case's row lock, which serializes its writers.
-pub fn case_clock(floor: pg_sys::TimestampTz) -> pg_sys::TimestampTz {
-    now().max(floor)
+/// How far behind the case's last change the clock may be and still be waited for.
+const CLOCK_WAIT_MICROS: i64 = 1_000_000;
+
+/// The time a case's next history row is written at: now — never before `floor` (the
+/// case's last change, `case_file.updated_at`, which only the write path writes) and
+/// never in the future. A clock a moment behind (a step back of NTP) is waited for; one
+/// further behind refuses (55000) rather than date history wrongly. Callers hold the
+/// case's row lock, which serializes its writers.
+pub fn case_clock(floor: pg_sys::TimestampTz, case_id: &[u8; 16]) -> SmResult<pg_sys::TimestampTz> {
+    let mut clock = now();
+    if floor > clock && floor - clock <= CLOCK_WAIT_MICROS {
+        // SAFETY: sleeps this backend (interruptibly: pg_usleep returns on a signal).
+        unsafe { pg_sys::pg_usleep(floor - clock + 1) };
+        clock = now();
+    }
+    if floor > clock {
+        let text = |t: pg_sys::TimestampTz| {
+            // SAFETY: a timestamptz value as its own type's datum.
+            unsafe { crate::fmgr::datum_text(pg_sys::Datum::from(t), pg_sys::TIMESTAMPTZOID) }
+        };
+        let refusal = Refusal::ClockBehind { last_change: text(floor), now: text(clock) };
+        return Err(refusal.report(&CaseFacts { case_id: uuid_string(case_id), current_state: String::new() }));
+    }
+    Ok(clock)
 }
 
 /// The current time (GetCurrentTimestamp: the wall clock, not the transaction start).

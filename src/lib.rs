@@ -13,9 +13,9 @@
 //! - the write path: [`transition`] (transition_case), [`history`] (the one history
 //!   writer and the case clock), [`commands`] (command idempotency), [`creation`],
 //!   [`dimensions`], [`evidence`], [`assignments`], [`corrections`], [`versions`],
-//!   [`outbox`];
+//!   [`outbox`], [`timers`] (a refused timer's backoff);
 //! - the rest of the SQL API: [`definitions`], [`available`], [`diagram`], [`guard`]
-//!   (the guard trigger and break_glass).
+//!   (the guard trigger and break_glass), [`ddl_guard`] (the event trigger).
 //!
 //! The DDL lives in `sql/`: `schema.sql` (0.1.0) and one upgrade script per later version.
 
@@ -33,6 +33,7 @@ pub mod commands;
 pub mod compat;
 pub mod corrections;
 pub mod creation;
+pub mod ddl_guard;
 pub mod definitions;
 pub mod diagram;
 pub mod dimensions;
@@ -47,13 +48,15 @@ pub mod machines;
 pub mod outbox;
 pub mod spi;
 pub mod srf;
+pub mod timers;
 pub mod transition;
 pub mod versions;
 
 // A fresh install is 0.1.0's schema followed by every upgrade script in order, so each
 // object is written once and an upgraded database matches a fresh one (tests/upgrade).
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", finalize);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -17,7 +17,8 @@ thread_local! {
 }
 
 static VERSION_ROW: Stmt = Stmt {
-    sql: "SELECT v.machine, v.version, v.role_source FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT v.machine, v.version, v.role_source, pg_catalog.to_json(v.assign_roles)::pg_catalog.text \
+          FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static STATE_ROWS: Stmt = Stmt {
@@ -79,6 +80,7 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
         _ => panic!("machine version {} not found", crate::fmgr::uuid_string(id)),
     };
     let role_source = v.text(0, 3).and_then(|s| RoleSource::parse(&s)).unwrap_or_default();
+    let assign_roles: Vec<String> = v.text(0, 4).and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
     let s = spi.run(&STATE_ROWS, &[idd], 0);
     let states: Vec<StateRow> = (0..s.count)
         .map(|i| StateRow {
@@ -166,6 +168,7 @@ fn load(spi: &Spi, id: &[u8; 16]) -> CompiledMachine {
     let mut compiled = CompiledMachine::from_rows(machine, version, role_source, states, rules)
         .unwrap_or_else(|e| panic!("published machine version is inconsistent: {e}"));
     compiled.invariants = invariants;
+    compiled.assign_roles = assign_roles;
     compiled
 }
 

@@ -4,7 +4,8 @@
 
 use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, UUID, UUID_ARRAY};
-use crate::{door, history, sql_function};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
+use crate::{history, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
 
@@ -62,6 +63,7 @@ static ACK: Stmt = Stmt {
 };
 
 fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("claim_outbox")?;
     let consumer = a.text(0, "consumer")?;
     let batch = a.opt_i32(1).ok_or_else(|| Refusal::NullArgument { name: "batch".into() }.report(&CaseFacts::default()))?;
     let lease = a.required(2, "lease")?;
@@ -70,7 +72,8 @@ fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
             .report(&CaseFacts::default()));
     }
     let spi = Spi::connect();
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("outbox_event", Op::Update)];
+    let _door = door::open(WRITES);
     let claimed = spi.run(&CLAIM, &[Some(text_datum(&consumer)), Some(pg_sys::Datum::from(batch)), Some(lease)], 0);
     // SAFETY: claim_outbox is declared RETURNS SETOF statemachine.outbox_event and CLAIM
     // returns `o.*` of that table.
@@ -79,9 +82,11 @@ fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
 }
 
 fn ack_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("ack_outbox")?;
     let ids = a.required(0, "ids")?;
     let spi = Spi::connect();
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("outbox_event", Op::Update)];
+    let _door = door::open(WRITES);
     let acked = spi.run(&ACK, &[Some(ids)], 0);
     Ok(pg_sys::Datum::from(acked.count as i32))
 }

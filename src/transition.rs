@@ -9,7 +9,7 @@
 //! unguarded rule, each a plan kept per backend.
 
 use crate::commands::replay_or_refuse;
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::facts::DbFacts;
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
@@ -88,7 +88,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     }
 
     let evidence = evidence::facts(spi, evidence_d);
-    let now = history::case_clock(updated_at);
+    let now = history::case_clock(updated_at, &case_id)?;
     let request = Request {
         case_id,
         current_state: &current,
@@ -134,7 +134,14 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         metadata: a.datum(11),
     };
     let entered_at = if rule.to != current { now } else { entered_at };
-    let _door = door::open();
+    const WRITES: &[Grant] = &[
+        history::APPEND_WRITES[0],
+        history::APPEND_WRITES[1],
+        ("case_transition_evidence", Op::Insert),
+        ("outbox_event", Op::Insert),
+        ("case_transition_guard_result", Op::Insert),
+    ];
+    let _door = door::open(WRITES);
     let Some(row) = history::append(spi, &entry, CaseMove::To { entered_at, version_id: None }) else {
         // The command id is taken, by a committed transaction we waited for: a replay or
         // SM008. (Not finding that row would mean it is invisible to us: retry.)

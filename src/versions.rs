@@ -3,11 +3,12 @@
 //! taking new cases. Both are part of the write path: the only state changes they can
 //! make are the ones a published map between two published versions describes.
 
-use crate::door::{self, refuse_inside_guard};
+use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{jsonb_text, text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, INT4, TEXT, UUID};
 use crate::srf::{return_rows, Cell};
+use crate::facts::database_role_refusal;
 use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::ids;
@@ -87,6 +88,10 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
         if to_status != "active" {
             return Err(refuse(Refusal::VersionRetired { machine, version: to }));
         }
+        // Under role_source database the migrating role is a database role of the session user.
+        if let Some(refusal) = database_role_refusal(&crate::machines::get(&spi, &to_id), &role, MIGRATE_CODE) {
+            return Err(refuse(refusal));
+        }
         let map = parse_state_map(&map_json, &states(&spi, &from_id), &states(&spi, &to_id))
             .map_err(|problems| refuse(Refusal::InvalidStateMap { problems }))?;
         let cases = spi.run(if dry_run { &CASES_OF_VERSION } else { &LOCK_CASES_OF_VERSION }, &[Some(uuid_datum(&from_id))], 0);
@@ -109,7 +114,7 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
                 _ => None,
             };
             if let (Outcome::Migrate { to: target, reason }, false) = (&outcome, dry_run) {
-                let now = history::case_clock(updated_at);
+                let now = history::case_clock(updated_at, &case_id)?;
                 let metadata = serde_json::json!({"migration": {
                     "from_version": from, "to_version": to, "from_state": state, "to_state": target,
                     "reason": reason, "migration_command_id": uuid_string(&command_id),
@@ -137,7 +142,7 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
                     metadata: Some(crate::fmgr::jsonb_datum(&metadata.to_string())),
                 };
                 let entered_at = if *target != state { now } else { entered_at };
-                let _door = door::open();
+                let _door = door::open(&history::APPEND_WRITES);
                 if history::append(&spi, &entry, CaseMove::To { entered_at, version_id: Some(to_id) }).is_none() {
                     return Err(refuse(Refusal::CommandInFlight));
                 }
@@ -179,7 +184,8 @@ fn retire_version(a: &Args) -> SmResult<pg_sys::Datum> {
             why: format!("still has {pinned} case{} pinned to it", if pinned == 1 { "" } else { "s" }),
         }));
     }
-    let _door = door::open();
+    const WRITES: &[Grant] = &[("machine_version", Op::Update)];
+    let _door = door::open(WRITES);
     let row = spi.run(&RETIRE, &[idd], 1).get(0, 1);
     row.map(|d| spi.keep(d)).ok_or_else(|| refuse(Refusal::UnknownMachine { machine, version: Some(number) }))
 }

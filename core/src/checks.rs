@@ -63,6 +63,8 @@ pub struct PriorActor {
     pub actor_id: [u8; 16],
     pub transition_id: [u8; 16],
     pub occurred_at: String,
+    /// The database user (session user) that recorded it.
+    pub recorded_by: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +88,8 @@ pub trait Facts {
     /// `None` when the case has been in its state at least `min`, else what is left.
     fn time_left(&mut self, min: &Interval) -> Option<String>;
     fn prior_actor(&mut self, transition: &str) -> Option<PriorActor>;
+    /// The database identity of the caller (the session user), for role_source database.
+    fn session_user(&mut self) -> String;
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment>;
     fn sql_guard(&mut self, guard_code: &str, name: &str, context: &Value) -> SqlOutcome;
 }
@@ -202,6 +206,7 @@ pub fn evaluate(machine: &CompiledMachine, rule: &Rule, req: &Request<'_>, facts
     if check_role(&mut b, machine, rule, req, facts)
         || check_reason(&mut b, rule, req)
         || check_evidence(&mut b, rule, req)
+        || check_due(&mut b, rule, facts)
     {
         return Evaluation { checks: b.checks };
     }
@@ -213,6 +218,31 @@ pub fn evaluate(machine: &CompiledMachine, rule: &Rule, req: &Request<'_>, facts
     }
     Evaluation { checks: b.checks }
 }
+
+/// A timed transition ("after") is due only once the case has been in its from-state
+/// that long — for every caller, not only for run_due_transitions.
+fn check_due(b: &mut Builder, rule: &Rule, facts: &mut dyn Facts) -> bool {
+    let Some(after) = &rule.after else { return false };
+    let left = facts.time_left(after);
+    let outcome = match &left {
+        None => Ok(()),
+        Some(left) => Err(Refusal::GuardFailed {
+            code: rule.code.clone(),
+            guard: AFTER_CHECK.into(),
+            reason: format!("{} is a timed transition, due {} after entering {}; {}", rule.code, after.canonical(), rule.from, left),
+        }),
+    };
+    b.push(
+        AFTER_CHECK,
+        true,
+        outcome,
+        || format!("due: in state {} at least {}", rule.from, after.canonical()),
+        || json!({"after": after.canonical(), "left": left}),
+    )
+}
+
+/// The check name of a timed transition's due time.
+pub const AFTER_CHECK: &str = "after";
 
 fn check_role(b: &mut Builder, machine: &CompiledMachine, rule: &Rule, req: &Request<'_>, facts: &mut dyn Facts) -> bool {
     let Some(role) = req.actor_role else {
@@ -372,6 +402,31 @@ fn evaluate_guard(
                     String::new(),
                     evidence,
                 ),
+            }
+        }
+        GuardSpec::DistinctActor { transition } if machine.role_source == RoleSource::Database => {
+            // Under role_source database the four eyes are two database users: an
+            // asserted actor_id proves nothing about who is calling.
+            let me = facts.session_user();
+            let prior = facts.prior_actor(transition);
+            let evidence = if describe {
+                json!({
+                    "transition": transition,
+                    "session_user": me,
+                    "prior_recorded_by": prior.as_ref().map(|p| p.recorded_by.clone()),
+                    "prior_transition_id": prior.as_ref().map(|p| uuid_text(&p.transition_id)),
+                })
+            } else {
+                Value::Null
+            };
+            match prior {
+                None => (Ok(()), format!("no {transition} recorded on this case"), evidence),
+                Some(p) if p.recorded_by == me => (
+                    Err(fail(format!("database user {me} also performed {transition}; {} needs a different user", rule.code))),
+                    String::new(),
+                    evidence,
+                ),
+                Some(p) => (Ok(()), format!("{transition} was performed by another database user ({})", p.recorded_by), evidence),
             }
         }
         GuardSpec::DistinctActor { transition } => {

@@ -45,6 +45,9 @@ fn unit(word: &str) -> Option<Unit> {
     })
 }
 
+/// The longest interval a definition may use (time guards and timers).
+pub const MAX_YEARS: f64 = 1_000.0;
+
 impl Interval {
     /// Parses the accepted subset. The error is one sentence meant for a DETAIL line.
     pub fn parse(input: &str) -> Result<Interval, String> {
@@ -124,7 +127,17 @@ impl Interval {
             }
             i += 1;
         }
+        // PostgreSQL adds any interval to a timestamp, but one past its range (4713 BC to
+        // 294276 AD) fails at run time: a timer due in 10^8 years stopped every timer.
+        if iv.approx_years() > MAX_YEARS {
+            return Err(format!("interval {input:?} is longer than {MAX_YEARS} years"));
+        }
         Ok(iv)
+    }
+
+    /// The span in years, roughly (a month as 1/12 year, a year as 365.25 days).
+    pub fn approx_years(&self) -> f64 {
+        f64::from(self.months) / 12.0 + f64::from(self.days) / 365.25 + self.micros as f64 / (365.25 * 86_400e6)
     }
 
     pub fn is_zero(&self) -> bool {
@@ -188,6 +201,17 @@ mod tests {
 
     fn iv(months: i32, days: i32, micros: i64) -> Interval {
         Interval { months, days, micros }
+    }
+
+    #[test]
+    fn refuses_intervals_longer_than_a_thousand_years() {
+        assert!(Interval::parse("1000 years").is_ok());
+        assert!(Interval::parse("999 years 11 months").is_ok());
+        let e = Interval::parse("100000000 years").unwrap_err();
+        assert!(e.contains("out of range") || e.contains("longer than 1000 years"), "{e}");
+        assert!(Interval::parse("1001 years").unwrap_err().contains("longer than 1000 years"));
+        assert!(Interval::parse("400000 days").unwrap_err().contains("longer than 1000 years"));
+        assert!(Interval::parse("9000000 hours").unwrap_err().contains("longer than 1000 years"));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum Refusal {
     StaleVersion { expected: i64, actual: i64 },
     CommandConflict { command_id: String, existing: String, requested: String },
     DirectWrite { table: String, operation: String, what: String },
+    /// DDL that would change the extension's objects or put code on its tables (SM007).
+    GuardedDdl { command: String, objects: Vec<String> },
     InvalidDefinition { problems: Vec<Problem> },
     /// A required argument is NULL (22004).
     NullArgument { name: String },
@@ -83,6 +85,9 @@ pub enum Refusal {
     CommandInFlight,
     /// The guard trigger function was called directly (39P01).
     NotATrigger,
+    /// The clock is more than a moment behind the case's last change, so the next history
+    /// row would be dated before it or in the future (55000).
+    ClockBehind { last_change: String, now: String },
 }
 
 /// The error a SQL guard function raised, and which guard of which transition it was.
@@ -167,7 +172,7 @@ impl Refusal {
             Refusal::ReasonRequired { .. } => REASON_REQUIRED,
             Refusal::EvidenceRequired { .. } | Refusal::EvidenceInvalid { .. } => EVIDENCE_REQUIRED,
             Refusal::RoleNotPermitted { .. } => ROLE_NOT_PERMITTED,
-            Refusal::DirectWrite { .. } => DIRECT_WRITE_REFUSED,
+            Refusal::DirectWrite { .. } | Refusal::GuardedDdl { .. } => DIRECT_WRITE_REFUSED,
             Refusal::CommandConflict { .. } => COMMAND_CONFLICT,
             Refusal::UnknownCase { .. }
             | Refusal::UnknownMachine { .. }
@@ -180,6 +185,7 @@ impl Refusal {
             Refusal::CaseExists { .. } => "23505",
             Refusal::CommandInFlight => "40001",
             Refusal::NotATrigger => "39P01",
+            Refusal::ClockBehind { .. } => "55000",
         }
     }
 
@@ -414,6 +420,14 @@ impl Refusal {
                 Some(format!("{what} Cases change state only through statemachine.transition_case(); history is append-only.")),
                 Some("Use statemachine.create_case, transition_case or add_evidence. The guard applies to every role, superusers and session_replication_role = replica included.".into()),
             ),
+            Refusal::GuardedDdl { command, objects } => (
+                format!("{command} would change what guards the statemachine tables"),
+                Some(format!(
+                    "It touches {}. The extension's tables, functions and schema, and what runs on its tables (rules, triggers, policies, indexes, child tables), change only through the extension's own scripts.",
+                    objects.join(", ")
+                )),
+                Some("The guard applies to every role, superusers and session_replication_role = replica included. For an audited exception call statemachine.break_glass(reason) earlier in the same transaction.".into()),
+            ),
             Refusal::InvalidDefinition { problems } => {
                 let errors: Vec<&Problem> = problems.iter().filter(|p| p.severity == crate::definition::Severity::Error).collect();
                 (
@@ -440,6 +454,11 @@ impl Refusal {
                 Some("Retry with the same command_id.".into()),
             ),
             Refusal::NotATrigger => ("statemachine.guard_direct_write() can only run as a trigger".into(), None, None),
+            Refusal::ClockBehind { last_change, now } => (
+                format!("case {id} changed last at {last_change}, after the server's clock ({now})"),
+                Some("History is never dated backwards within a case, nor in the future.".into()),
+                Some("Check the server's clock (NTP); the transition can be retried once the clock has passed the case's last change.".into()),
+            ),
         };
         let context = match self {
             Refusal::GuardRaised(r) => {

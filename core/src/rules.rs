@@ -61,6 +61,8 @@ pub struct CompiledMachine {
     pub machine: String,
     pub version: i32,
     pub role_source: RoleSource,
+    /// Who may assign and release (machine key `assign_roles`; empty: anyone).
+    pub assign_roles: Vec<String>,
     /// Cross-dimension invariants (empty for most machines).
     pub invariants: Vec<Invariant>,
     pub initial: String,
@@ -100,7 +102,17 @@ impl CompiledMachine {
                 .rules
                 .push(r);
         }
-        Ok(CompiledMachine { machine, version, role_source, invariants: Vec::new(), initial, state_rows: states, states: map, codes })
+        Ok(CompiledMachine {
+            machine,
+            version,
+            role_source,
+            assign_roles: Vec::new(),
+            invariants: Vec::new(),
+            initial,
+            state_rows: states,
+            states: map,
+            codes,
+        })
     }
 
     pub fn from_definition(def: &MachineDef, version: i32) -> Self {
@@ -139,6 +151,7 @@ impl CompiledMachine {
         let mut m = CompiledMachine::from_rows(def.machine.clone(), version, def.role_source, states, rules)
             .unwrap_or_else(|e| unreachable!("validated definition failed to compile: {e}"));
         m.invariants = def.invariants.clone();
+        m.assign_roles = def.assign_roles.clone();
         m
     }
 

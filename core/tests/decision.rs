@@ -28,6 +28,9 @@ struct World {
     time_left: Option<String>,
     asked_min: Option<Interval>,
     prior: Vec<(String, [u8; 16])>,
+    /// Database users who recorded `prior` rows, by transition (role_source database).
+    recorded_by: Vec<(String, String)>,
+    session_user: String,
     assignments: Vec<([u8; 16], String)>,
     members_of: Vec<String>,
     sql: Vec<(String, SqlOutcome)>,
@@ -51,7 +54,11 @@ impl Facts for World {
             actor_id: *a,
             transition_id: [7; 16],
             occurred_at: "2026-01-01 10:00:00+00".into(),
+            recorded_by: self.recorded_by.iter().rev().find(|(t, _)| t == transition).map(|(_, u)| u.clone()).unwrap_or_default(),
         })
+    }
+    fn session_user(&mut self) -> String {
+        self.session_user.clone()
     }
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {
         self.assignments
@@ -445,4 +452,53 @@ fn cross_dimension_invariants_hold_both_ways() {
         "sla is PAUSED, which it may be only while investigation is in UNDER_REVIEW; investigation would move to APPROVED"
     );
     assert!(check_invariants(&lifecycle, "APPROVED", &[Sibling { machine: &sla, state: "ON_TRACK" }]).is_ok());
+}
+
+#[test]
+fn a_timed_transition_is_refused_to_every_caller_before_it_is_due() {
+    let m = compile(json!({
+        "machine": "timed",
+        "states": [{"code": "OPEN", "initial": true}, {"code": "EXPIRED", "terminal": true}],
+        "transitions": [{"code": "EXPIRE", "from": "OPEN", "to": "EXPIRED", "after": "30 days",
+                         "reasons": [{"code": "TIMER", "label": "Timer"}]}]
+    }));
+    let mut w = World { time_left: Some("29 days 23:59:59 left".into()), ..World::default() };
+    let mut r = req("OPEN", "EXPIRE", "SYSTEM");
+    r.supplied = given(Some("TIMER"), None, &[]);
+    let err = decide(&m, &r, &mut w).unwrap_err();
+    assert_eq!(w.asked_min, Some(Interval { months: 0, days: 30, micros: 0 }));
+    let report = err.report(&facts("OPEN"));
+    assert_eq!(report.sqlstate, "SM002");
+    assert_eq!(report.message, "guard after refused EXPIRE");
+    assert!(report.detail.unwrap().contains("EXPIRE is a timed transition, due 30 days after entering OPEN; 29 days 23:59:59 left"));
+    w.time_left = None;
+    assert_eq!(decide(&m, &r, &mut w).unwrap(), "EXPIRED");
+}
+
+#[test]
+fn four_eyes_under_database_role_source_compares_database_users_not_asserted_ids() {
+    let m = compile(json!({
+        "machine": "dbfour", "role_source": "database",
+        "states": [{"code": "OPEN", "initial": true}, {"code": "SUBMITTED"}, {"code": "APPROVED", "terminal": true}],
+        "transitions": [{"code": "SUBMIT", "from": "OPEN", "to": "SUBMITTED"},
+                        {"code": "APPROVE", "from": "SUBMITTED", "to": "APPROVED",
+                         "guards": [{"guard": "distinct_actor", "transition": "SUBMIT"}]}]
+    }));
+    // One login submitted as ALICE and now approves asserting BOB: refused.
+    let mut w = World {
+        members_of: vec!["CLERK".into()],
+        prior: vec![("SUBMIT".into(), ALICE)],
+        recorded_by: vec![("SUBMIT".into(), "app_login".into())],
+        session_user: "app_login".into(),
+        ..World::default()
+    };
+    let mut r = req("SUBMITTED", "APPROVE", "CLERK");
+    r.actor_id = Some(BOB);
+    let report = decide(&m, &r, &mut w).unwrap_err().report(&facts("SUBMITTED"));
+    assert_eq!(report.sqlstate, "SM002");
+    assert!(report.detail.unwrap().contains("database user app_login also performed SUBMIT"));
+    // Another database user approves, even asserting the same actor_id: allowed.
+    w.session_user = "reviewer_login".into();
+    r.actor_id = Some(ALICE);
+    assert_eq!(decide(&m, &r, &mut w).unwrap(), "APPROVED");
 }

@@ -386,3 +386,25 @@ fn invariants_parse_validate_and_round_trip() {
     bad["invariants"] = json!([{"when": "PAUSED", "dimension": "investigation", "in": []}]);
     assert_single_error(&bad, "$.invariants[0].in", "must not be empty");
 }
+
+#[test]
+fn assign_roles_is_a_list_of_roles_kept_in_the_canonical_form() {
+    let ok = statemachine_core::validate(&serde_json::json!({
+        "machine": "m", "assign_roles": ["SUPERVISOR", "LEAD"],
+        "states": [{"code": "A", "initial": true}, {"code": "B", "terminal": true}],
+        "transitions": [{"code": "GO", "from": "A", "to": "B"}]}));
+    let def = ok.definition.expect("valid");
+    assert_eq!(def.assign_roles, vec!["SUPERVISOR".to_string(), "LEAD".to_string()]);
+    assert_eq!(def.to_canonical_json()["assign_roles"], serde_json::json!(["SUPERVISOR", "LEAD"]));
+    let bad = statemachine_core::validate(&serde_json::json!({
+        "machine": "m", "assign_roles": ["SUPERVISOR", "SUPERVISOR", 3],
+        "states": [{"code": "A", "initial": true}, {"code": "B", "terminal": true}],
+        "transitions": [{"code": "GO", "from": "A", "to": "B"}]}));
+    let paths: Vec<&str> = bad.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, vec!["$.assign_roles[1]", "$.assign_roles[2]"]);
+    let wrong = statemachine_core::validate(&serde_json::json!({
+        "machine": "m", "assign_roles": "SUPERVISOR",
+        "states": [{"code": "A", "initial": true}, {"code": "B", "terminal": true}],
+        "transitions": [{"code": "GO", "from": "A", "to": "B"}]}));
+    assert_eq!(wrong.problems[0].problem, "assign_roles must be an array of strings, not a string");
+}

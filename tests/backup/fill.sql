@@ -4,7 +4,7 @@
 CREATE EXTENSION IF NOT EXISTS pg_statemachine;
 \set investigation `cat ../../examples/investigation.json`
 \set sla `cat ../../examples/sla.json`
-CREATE FUNCTION public.always_yes(case_id uuid, context jsonb) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';
+CREATE FUNCTION public.always_yes(case_id uuid, context jsonb) RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS 'SELECT true';
 SELECT statemachine.register_guard('always_yes', 'public.always_yes(uuid,jsonb)', 'test guard');
 SELECT statemachine.define_machine(:'investigation');
 SELECT statemachine.define_machine(:'sla');
@@ -40,3 +40,60 @@ SELECT statemachine.create_case('order', 'O-1', 'a0000000-0000-0000-0000-0000000
 SELECT statemachine.transition_case('c0000000-0000-0000-0000-000000000001', 'PAY', 'a0000000-0000-0000-0000-000000000001', 'CLERK',
        gen_random_uuid(), reason_code => 'CARD');
 SELECT count(*) FROM statemachine.claim_outbox('relay', 10, '1 minute');
+
+-- Application data next to the extension's, owned by a hostile role. The CHECK
+-- constraint of its tables calls a function (SECURITY INVOKER: it runs as whoever writes
+-- the row, a restoring superuser included) that tries to rewrite every case and forge a
+-- history row, swallows the error so that the row is still accepted, and logs in
+-- public.tamper_log whether each write got through. Here, without break_glass(), the
+-- guard triggers refuse both (SM007); tests/backup/run checks that they refuse them
+-- during the documented restore too. The tables are in two schemas: `public`, whose data
+-- pg_dump orders before statemachine's, and `tenant`, ordered after it (so that, were
+-- all the data restored in the break-glass transaction, the cases would already be there
+-- to rewrite). Both reference statemachine.case_file (foreign keys restored in post-data).
+DO $$ BEGIN CREATE ROLE sm_hostile_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE public.tamper_log (db text NOT NULL, row_id int NOT NULL, target text NOT NULL, outcome text NOT NULL);
+CREATE FUNCTION public.evil_check(n int) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    changed bigint;
+BEGIN
+    BEGIN
+        UPDATE statemachine.case_file SET current_state = 'HACKED' WHERE true;
+        GET DIAGNOSTICS changed = ROW_COUNT;
+        INSERT INTO public.tamper_log VALUES (current_database(), n, 'case_file', 'written: ' || changed || ' rows');
+    EXCEPTION WHEN others THEN
+        INSERT INTO public.tamper_log VALUES (current_database(), n, 'case_file', 'refused: ' || SQLSTATE);
+    END;
+    BEGIN
+        INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code,
+               transition_kind, state_version, actor_id, actor_role, policy_version, occurred_at, command_id)
+        VALUES (gen_random_uuid(), 'b0000000-0000-0000-0000-000000000001', 'investigation', 'APPROVED', 'HACKED', 'FORGED',
+                'admin', 1000 + n, 'a0000000-0000-0000-0000-0000000000ff', 'ATTACKER', 1, now(), gen_random_uuid());
+        INSERT INTO public.tamper_log VALUES (current_database(), n, 'case_state_transition', 'written');
+    EXCEPTION WHEN others THEN
+        INSERT INTO public.tamper_log VALUES (current_database(), n, 'case_state_transition', 'refused: ' || SQLSTATE);
+    END;
+    RETURN true;
+END
+$$;
+CREATE TABLE public.customer_note (id int PRIMARY KEY, case_id uuid NOT NULL REFERENCES statemachine.case_file (id),
+                                   body text NOT NULL, CONSTRAINT customer_note_evil_chk CHECK (public.evil_check(id)));
+CREATE SCHEMA tenant;
+CREATE TABLE tenant.ticket (id int PRIMARY KEY, case_id uuid NOT NULL REFERENCES statemachine.case_file (id),
+                            CONSTRAINT ticket_evil_chk CHECK (public.evil_check(id)));
+INSERT INTO public.customer_note VALUES (1, 'b0000000-0000-0000-0000-000000000001', 'called back'),
+                                        (2, 'b0000000-0000-0000-0000-000000000002', 'asked for a copy'),
+                                        (3, 'c0000000-0000-0000-0000-000000000001', 'paid by card');
+INSERT INTO tenant.ticket VALUES (11, 'b0000000-0000-0000-0000-000000000003'), (12, 'b0000000-0000-0000-0000-000000000004');
+ALTER FUNCTION public.evil_check(int) OWNER TO sm_hostile_app;
+ALTER TABLE public.tamper_log OWNER TO sm_hostile_app;
+ALTER TABLE public.customer_note OWNER TO sm_hostile_app;
+ALTER SCHEMA tenant OWNER TO sm_hostile_app;
+ALTER TABLE tenant.ticket OWNER TO sm_hostile_app;
+DO $$
+BEGIN
+    IF (SELECT count(*) FILTER (WHERE outcome = 'refused: SM007') <> 10 OR count(*) <> 10 FROM public.tamper_log) THEN
+        RAISE EXCEPTION 'the guards did not refuse every write of evil_check: %', (SELECT string_agg(outcome, ', ') FROM public.tamper_log);
+    END IF;
+END
+$$;

@@ -17,6 +17,9 @@ impl MachineDef {
         if self.role_source != RoleSource::Asserted {
             top.insert("role_source".into(), self.role_source.as_str().into());
         }
+        if !self.assign_roles.is_empty() {
+            top.insert("assign_roles".into(), self.assign_roles.clone().into());
+        }
         if self.correct_any {
             top.insert("corrections".into(), "any".into());
         }

@@ -183,7 +183,7 @@ pub struct GuardDef {
 }
 
 /// Check names `check_transition` uses for the rule's own checks; guard codes may not take them.
-pub const RESERVED_CHECK_NAMES: [&str; 4] = ["rule", "role", "reason", "evidence"];
+pub const RESERVED_CHECK_NAMES: [&str; 5] = ["rule", "role", "reason", "evidence", "after"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransitionDef {
@@ -240,6 +240,9 @@ pub struct MachineDef {
     pub role_source: RoleSource,
     /// correct_transition may correct any transition, not only the latest.
     pub correct_any: bool,
+    /// The roles that may call assign_case/release_assignment on the machine's cases
+    /// (empty: any caller with EXECUTE, as before 0.3.0).
+    pub assign_roles: Vec<String>,
     pub invariants: Vec<Invariant>,
     pub states: Vec<StateDef>,
     pub transitions: Vec<TransitionDef>,

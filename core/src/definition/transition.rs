@@ -100,27 +100,7 @@ pub(super) fn parse_transition(
             None
         }
     };
-    let roles = match obj.get("roles") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut out: Vec<String> = Vec::new();
-            for (j, v) in items.iter().enumerate() {
-                let p = format!("{path}.roles[{j}]");
-                match v {
-                    Value::String(s) if s.trim().is_empty() => c.error(p, "role must not be empty"),
-                    Value::String(s) if s.len() > MAX_CODE_LEN => c.error(p, "role is longer than 63 bytes"),
-                    Value::String(s) if out.contains(s) => c.error(p, format!("role {s:?} listed twice")),
-                    Value::String(s) => out.push(s.clone()),
-                    other => c.error(p, format!("role must be a string, not {}", type_name(other))),
-                }
-            }
-            out
-        }
-        Some(other) => {
-            c.error(format!("{path}.roles"), format!("roles must be an array of strings, not {}", type_name(other)));
-            Vec::new()
-        }
-    };
+    let roles = c.roles(&format!("{path}.roles"), obj.get("roles"));
     let requires_reason = c.opt_bool(&format!("{path}.requires_reason"), obj.get("requires_reason"));
     let evidence = parse_evidence_requirement(c, &format!("{path}.requires_evidence"), obj.get("requires_evidence"));
     let reasons = parse_reasons(c, &format!("{path}.reasons"), obj.get("reasons"));

@@ -61,6 +61,33 @@ impl Collector {
         }
     }
 
+    /// A list of role names (`roles`, `assign_roles`): strings, not empty, at most 63
+    /// bytes, none twice.
+    pub(super) fn roles(&mut self, path: &str, v: Option<&Value>) -> Vec<String> {
+        match v {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out: Vec<String> = Vec::new();
+                for (j, v) in items.iter().enumerate() {
+                    let p = format!("{path}[{j}]");
+                    match v {
+                        Value::String(s) if s.trim().is_empty() => self.error(p, "role must not be empty"),
+                        Value::String(s) if s.len() > MAX_CODE_LEN => self.error(p, "role is longer than 63 bytes"),
+                        Value::String(s) if out.contains(s) => self.error(p, format!("role {s:?} listed twice")),
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.error(p, format!("role must be a string, not {}", type_name(other))),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                let name = path.rsplit('.').next().unwrap_or(path).to_owned();
+                self.error(path, format!("{name} must be an array of strings, not {}", type_name(other)));
+                Vec::new()
+            }
+        }
+    }
+
     pub(super) fn code(&mut self, path: &str, v: Option<&Value>, what: &str) -> Option<String> {
         match v {
             None => {
@@ -131,7 +158,7 @@ pub(super) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "corrections", "invariants", "states", "transitions"];
+const TOP_KEYS: &[&str] = &["machine", "description", "role_source", "corrections", "assign_roles", "invariants", "states", "transitions"];
 const STATE_KEYS: &[&str] = &["code", "label", "phase", "initial", "terminal", "sort_order", "attributes"];
 
 /// Validates a parsed definition: structure and types, references, then the graph.
@@ -153,6 +180,7 @@ pub fn validate(root: &Value) -> Validation {
             false
         }
     };
+    let assign_roles = c.roles("$.assign_roles", top.get("assign_roles"));
     let role_source = match top.get("role_source") {
         None => RoleSource::Asserted,
         Some(Value::String(s)) => RoleSource::parse(s).unwrap_or_else(|| {
@@ -249,7 +277,7 @@ pub fn validate(root: &Value) -> Validation {
 
     let definition = match machine {
         Some(machine) if !c.problems.iter().any(|p| p.severity == Severity::Error) => {
-            Some(MachineDef { machine, description, role_source, correct_any, invariants, states, transitions })
+            Some(MachineDef { machine, description, role_source, correct_any, assign_roles, invariants, states, transitions })
         }
         _ => None,
     };

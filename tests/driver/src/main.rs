@@ -109,7 +109,7 @@ fn error_of(c: &mut Client, sql: &str) -> Option<postgres::error::DbError> {
 
 fn guards(c: &mut Client) -> Vec<(String, Result<(), String>)> {
     c.batch_execute(
-        r#"CREATE FUNCTION public.driver_policy(case_id uuid, context jsonb) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+        r#"CREATE FUNCTION public.driver_policy(case_id uuid, context jsonb) RETURNS boolean LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
            BEGIN RAISE EXCEPTION USING ERRCODE = 'PX001', MESSAGE = 'policy service says no', DETAIL = 'case type unknown'; END $$;
            SELECT statemachine.register_guard('driver_policy', 'public.driver_policy(uuid,jsonb)', 'raises its own SQLSTATE');
            SELECT statemachine.define_machine('{"machine": "driver_guarded",

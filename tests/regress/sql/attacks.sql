@@ -81,8 +81,15 @@ UPDATE statemachine.case_file SET current_state = 'APPROVED';
 -- A role that owns the tables.
 CREATE ROLE sm_table_owner;
 GRANT USAGE ON SCHEMA statemachine TO sm_table_owner;
+-- Handing the tables to another owner is itself refused (the DDL guard) ...
+ALTER TABLE statemachine.case_file OWNER TO sm_table_owner;
+\echo :LAST_ERROR_SQLSTATE
+-- ... and done under the audited exception, the owner still cannot write around the path.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('ownership drill');
 ALTER TABLE statemachine.case_file OWNER TO sm_table_owner;
 ALTER TABLE statemachine.case_state_transition OWNER TO sm_table_owner;
+COMMIT;
 SET ROLE sm_table_owner;
 UPDATE statemachine.case_file SET current_state = 'APPROVED';
 \echo :LAST_ERROR_SQLSTATE
@@ -91,8 +98,11 @@ DELETE FROM statemachine.case_state_transition;
 TRUNCATE statemachine.case_state_transition CASCADE;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('ownership drill undone');
 ALTER TABLE statemachine.case_file OWNER TO CURRENT_USER;
 ALTER TABLE statemachine.case_state_transition OWNER TO CURRENT_USER;
+COMMIT;
 REVOKE USAGE ON SCHEMA statemachine FROM sm_table_owner;
 DROP ROLE sm_table_owner;
 

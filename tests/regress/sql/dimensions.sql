@@ -25,18 +25,28 @@ SELECT statemachine.attach_dimension('90000000-0000-0000-0000-000000000001', 'sl
 \echo :LAST_ERROR_SQLSTATE
 SELECT statemachine.define_machine('{"machine": "escalation", "states": [{"code": "NONE", "initial": true}, {"code": "ESCALATED", "terminal": true}],
   "transitions": [{"code": "ESCALATE", "from": "NONE", "to": "ESCALATED"}, {"code": "CLOSE_CASE", "from": "NONE", "to": "ESCALATED"}]}');
-SELECT statemachine.attach_dimension(:'sla_id', 'escalation', 'a0000000-0000-0000-0000-000000000001', 'SUPERVISOR',
-       'd0000000-0000-0000-0000-000000000003');
-\echo :LAST_ERROR_SQLSTATE
+-- (A dimension's id is fresh, so the refusals that name it show it as <sla>.)
+CREATE FUNCTION pg_temp.refusal(statement text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    sla text := (SELECT id::text FROM statemachine.case_file WHERE machine = 'sla');
+    state text; message text; detail text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'succeeded';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+    RETURN state || ': ' || replace(message || E'\nDETAIL: ' || detail, sla, '<sla>');
+END $$;
+SELECT pg_temp.refusal(format($$SELECT statemachine.attach_dimension(%L, 'escalation', 'a0000000-0000-0000-0000-000000000001',
+       'SUPERVISOR', 'd0000000-0000-0000-0000-000000000003')$$, :'sla_id'));
 SELECT statemachine.attach_dimension('90000000-0000-0000-0000-000000000001', 'escalation', 'a0000000-0000-0000-0000-000000000001',
        'SUPERVISOR', 'd0000000-0000-0000-0000-000000000003');
 \echo :LAST_ERROR_SQLSTATE
 
 -- transition_case on the case finds the dimension by code: PAUSE_SLA is the SLA's.
 -- The investigation is still a DRAFT, so the invariant refuses the pause.
-SELECT statemachine.transition_case('90000000-0000-0000-0000-000000000001', 'PAUSE_SLA', 'a0000000-0000-0000-0000-000000000002',
-       'SUPERVISOR', 'd1000000-0000-0000-0000-000000000001', reason_text => 'waiting for an external document');
-\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.refusal($$SELECT statemachine.transition_case('90000000-0000-0000-0000-000000000001', 'PAUSE_SLA', 'a0000000-0000-0000-0000-000000000002',
+       'SUPERVISOR', 'd1000000-0000-0000-0000-000000000001', reason_text => 'waiting for an external document')$$);
 SELECT to_state FROM statemachine.transition_case('90000000-0000-0000-0000-000000000001', 'SUBMIT_CASE', 'a0000000-0000-0000-0000-000000000001',
        'CASE_OWNER', 'd1000000-0000-0000-0000-000000000002');
 SELECT to_state FROM statemachine.transition_case('90000000-0000-0000-0000-000000000001', 'ASSIGN_REVIEW', 'a0000000-0000-0000-0000-000000000002',

@@ -11,7 +11,7 @@
 CREATE TABLE public.approval_policy (case_type text PRIMARY KEY, min_reviewers int NOT NULL);
 INSERT INTO public.approval_policy VALUES ('A', 2), ('B', 1);
 CREATE FUNCTION public.min_reviewers(case_id uuid, context jsonb, OUT passed boolean, OUT evidence jsonb)
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE SET search_path = public, pg_temp
 AS $$
     SELECT n.assigned >= p.min_reviewers,
            jsonb_build_object('reviewers', n.assigned, 'required', p.min_reviewers,
@@ -24,12 +24,12 @@ $$;
 -- Aggregate guard (seed 003 §17): close only when no task is open.
 CREATE TABLE public.case_task (case_id uuid, done boolean);
 CREATE FUNCTION public.no_open_task(case_id uuid, context jsonb) RETURNS boolean
-    LANGUAGE sql STABLE AS $$ SELECT NOT EXISTS (SELECT 1 FROM public.case_task t WHERE t.case_id = $1 AND NOT t.done) $$;
+    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$ SELECT NOT EXISTS (SELECT 1 FROM public.case_task t WHERE t.case_id = $1 AND NOT t.done) $$;
 -- Misbehaving guards.
 CREATE FUNCTION public.undecided(case_id uuid, context jsonb) RETURNS boolean
-    LANGUAGE sql STABLE AS $$ SELECT NULL::boolean $$;
+    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$ SELECT NULL::boolean $$;
 CREATE FUNCTION public.raises(case_id uuid, context jsonb) RETURNS boolean
-    LANGUAGE plpgsql STABLE AS $$
+    LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = 'AB123', MESSAGE = 'approval policy is not loaded',
         DETAIL = 'no policy row for case type ' || (context->'params'->>'case_type'), HINT = 'Load public.approval_policy.';
@@ -37,9 +37,9 @@ END $$;
 CREATE FUNCTION public.force_state(id uuid) RETURNS boolean
     LANGUAGE sql VOLATILE AS $$ UPDATE statemachine.case_file SET current_state = 'APPROVED' WHERE case_file.id = $1 RETURNING true $$;
 CREATE FUNCTION public.writes_state(case_id uuid, context jsonb) RETURNS boolean
-    LANGUAGE sql STABLE AS $$ SELECT public.force_state($1) $$;
+    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$ SELECT public.force_state($1) $$;
 CREATE FUNCTION public.moves_case(case_id uuid, context jsonb) RETURNS boolean
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
     SELECT true FROM statemachine.transition_case($1, 'SUBMIT', '0000000a-0000-0000-0000-000000000009', 'X',
                                                   'f0000000-0000-0000-0000-000000000009') $$;
 
@@ -57,14 +57,14 @@ SELECT count(*) FROM statemachine.guard_function;
 CREATE FUNCTION public.volatile_guard(uuid, jsonb) RETURNS boolean LANGUAGE sql VOLATILE AS 'SELECT true';
 SELECT statemachine.register_guard('volatile_guard', 'public.volatile_guard(uuid,jsonb)', 'x');
 \echo :LAST_ERROR_SQLSTATE
-CREATE FUNCTION public.wrong_args(uuid) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';
+CREATE FUNCTION public.wrong_args(uuid) RETURNS boolean LANGUAGE sql STABLE SET search_path = public, pg_temp AS 'SELECT true';
 SELECT statemachine.register_guard('wrong_args', 'public.wrong_args(uuid)', 'x');
 \echo :LAST_ERROR_SQLSTATE
-CREATE FUNCTION public.wrong_result(uuid, jsonb) RETURNS integer LANGUAGE sql STABLE AS 'SELECT 1';
+CREATE FUNCTION public.wrong_result(uuid, jsonb) RETURNS integer LANGUAGE sql STABLE SET search_path = public, pg_temp AS 'SELECT 1';
 SELECT statemachine.register_guard('wrong_result', 'public.wrong_result(uuid,jsonb)', 'x');
 \echo :LAST_ERROR_SQLSTATE
 CREATE ROLE sm_guard_author NOLOGIN;
-CREATE FUNCTION public.foreign_guard(uuid, jsonb) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT true';
+CREATE FUNCTION public.foreign_guard(uuid, jsonb) RETURNS boolean LANGUAGE sql STABLE SET search_path = public, pg_temp AS 'SELECT true';
 ALTER FUNCTION public.foreign_guard(uuid, jsonb) OWNER TO sm_guard_author;
 SELECT statemachine.register_guard('foreign_guard', 'public.foreign_guard(uuid,jsonb)', 'x');
 \echo :LAST_ERROR_SQLSTATE
@@ -197,7 +197,7 @@ BEGIN
 EXCEPTION WHEN SQLSTATE 'AB123' THEN
     RAISE NOTICE 'caught AB123: %', SQLERRM;
 END $$;
--- A guard that writes case state directly: the guard trigger refuses, so does the transition.
+-- A guard that writes (here case state, through a VOLATILE helper): guards run read-only, so the write fails (25006), and so does the transition.
 SELECT statemachine.transition_case('ca5e0000-0000-0000-0000-000000000002', 'TRY_WRITE', '0000000a-0000-0000-0000-00000000000a', 'CLERK',
        'f0000000-0000-0000-0000-000000000012');
 \echo :LAST_ERROR_SQLSTATE

@@ -6,7 +6,8 @@
 \ir fresh_install.psql
 \set investigation `cat ../../examples/investigation.json`
 
--- PUBLIC holds nothing in the schema: no table, view or function privilege.
+-- PUBLIC holds nothing in the schema: no table or view privilege, and of the functions only
+-- evaluate_sql_guard, which runs a guard with its caller's own rights (issue 12).
 SELECT c.relname, a.privilege_type
   FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) a
  WHERE c.relnamespace = 'statemachine'::regnamespace AND a.grantee = 0;
@@ -42,8 +43,8 @@ GRANT EXECUTE ON FUNCTION
     statemachine.available_transitions(uuid, text, uuid),
     statemachine.add_evidence(uuid, text, text, text, uuid),
     statemachine.deactivate_evidence(uuid, uuid, text),
-    statemachine.assign_case(uuid, uuid, text, uuid, uuid),
-    statemachine.release_assignment(uuid, uuid, text, uuid, uuid),
+    statemachine.assign_case(uuid, uuid, text, uuid, uuid, text),
+    statemachine.release_assignment(uuid, uuid, text, uuid, uuid, text),
     statemachine.case_history(uuid),
     statemachine.state_at(uuid, timestamptz),
     statemachine.machine_definition(text, integer),
@@ -123,7 +124,9 @@ SELECT statemachine.define_machine(:'investigation');
 \echo :LAST_ERROR_SQLSTATE
 SELECT statemachine.register_guard('g', 'pg_catalog.now()', 'x');
 \echo :LAST_ERROR_SQLSTATE
-SELECT * FROM statemachine.evaluate_sql_guard('pg_catalog.now()', 'boolean', NULL, NULL);
+-- evaluate_sql_guard is PUBLIC (guards run as the session user), but it only runs a
+-- function with the caller's own rights: here it reports now(uuid, jsonb) does not exist.
+SELECT error_sqlstate FROM statemachine.evaluate_sql_guard('pg_catalog.now()', 'boolean', NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE
 
 -- role_source database: actor_role must be a PostgreSQL role the session user is in.

@@ -1,0 +1,142 @@
+//! The DDL guard: the event trigger function behind `statemachine_guard_ddl`
+//! (ddl_command_end) and `statemachine_guard_drop` (sql_drop).
+//!
+//! It decides by the objects a command touched, not by its tag: a command is refused
+//! (SM007), for every role and in replica mode alike, when it
+//! - alters, replaces or renames an object of the extension (a table, view, function,
+//!   type, the schema): `ALTER TABLE` of any kind, `CREATE OR REPLACE FUNCTION`,
+//!   `ALTER FUNCTION`, `ALTER … SET SCHEMA`, `ALTER … OWNER TO`;
+//! - puts foreign code or structure on a protected table: a rule, trigger, policy or index
+//!   on it, a table that inherits from it or is a partition of it;
+//! - adds objects to the extension or takes them out of it (`ALTER EXTENSION … ADD/DROP`);
+//! - drops anything on or in the extension's schema, unless the extension itself is
+//!   being dropped.
+//!
+//! The extension's own scripts (CREATE/ALTER EXTENSION … UPDATE) and the (sub)transaction
+//! that called break_glass() are let through.
+//!
+//! It only reads pg_catalog (writing nothing), and runs as whoever
+//! issued the DDL: DDL that touches nothing of the extension costs one catalog query and
+//! is never refused, whoever runs it and whatever else is in the schema.
+
+use crate::door;
+use crate::fmgr::{Args, SmResult};
+use crate::spi::{Spi, Stmt};
+use crate::sql_function;
+use pgrx::pg_sys;
+use statemachine_core::{CaseFacts, Refusal};
+use std::ffi::CStr;
+
+const EXTENSION: &str = "pg_statemachine";
+
+/// Objects a finished DDL command touched that belong to the extension or sit on one of
+/// its tables (the command tag, the object's type and identity).
+static TOUCHED: Stmt = Stmt {
+    sql: "WITH members AS ( \
+              SELECT d.classid, d.objid FROM pg_catalog.pg_depend d \
+                JOIN pg_catalog.pg_extension x ON x.oid OPERATOR(pg_catalog.=) d.refobjid \
+               WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass \
+                 AND x.extname OPERATOR(pg_catalog.=) 'pg_statemachine' AND d.deptype OPERATOR(pg_catalog.=) 'e'), \
+          tables AS (SELECT m.objid AS relid FROM members m \
+                      WHERE m.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass) \
+          SELECT c.command_tag, c.object_type, COALESCE(c.object_identity, '') \
+            FROM pg_catalog.pg_event_trigger_ddl_commands() c \
+           WHERE c.command_tag OPERATOR(pg_catalog.<>) ALL (ARRAY['GRANT', 'REVOKE', 'COMMENT', 'SECURITY LABEL']) \
+             AND (EXISTS (SELECT 1 FROM members m WHERE m.classid OPERATOR(pg_catalog.=) c.classid \
+                                                    AND m.objid OPERATOR(pg_catalog.=) c.objid) \
+               OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND ( \
+                      EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN tables t ON t.relid OPERATOR(pg_catalog.=) i.indrelid \
+                               WHERE i.indexrelid OPERATOR(pg_catalog.=) c.objid) \
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.inhparent \
+                               WHERE h.inhrelid OPERATOR(pg_catalog.=) c.objid))) \
+               OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND EXISTS ( \
+                      SELECT 1 FROM pg_catalog.pg_rewrite r JOIN tables t ON t.relid OPERATOR(pg_catalog.=) r.ev_class \
+                       WHERE r.oid OPERATOR(pg_catalog.=) c.objid)) \
+               OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND EXISTS ( \
+                      SELECT 1 FROM pg_catalog.pg_trigger g JOIN tables t ON t.relid OPERATOR(pg_catalog.=) g.tgrelid \
+                       WHERE g.oid OPERATOR(pg_catalog.=) c.objid)) \
+               OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass AND EXISTS ( \
+                      SELECT 1 FROM pg_catalog.pg_policy p JOIN tables t ON t.relid OPERATOR(pg_catalog.=) p.polrelid \
+                       WHERE p.oid OPERATOR(pg_catalog.=) c.objid))) \
+           ORDER BY 3",
+    args: &[],
+};
+
+/// Objects a DROP removed from the extension's schema or from its tables, unless the
+/// extension itself is among the dropped objects.
+static DROPPED: Stmt = Stmt {
+    sql: "SELECT 'DROP', o.object_type, COALESCE(o.object_identity, '') \
+            FROM pg_catalog.pg_event_trigger_dropped_objects() o \
+           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() x \
+                              WHERE x.object_type OPERATOR(pg_catalog.=) 'extension' \
+                                AND x.object_identity OPERATOR(pg_catalog.=) 'pg_statemachine') \
+             AND (o.schema_name OPERATOR(pg_catalog.=) 'statemachine' \
+               OR (o.object_type OPERATOR(pg_catalog.=) 'schema' AND o.object_identity OPERATOR(pg_catalog.=) 'statemachine') \
+               OR o.object_identity OPERATOR(pg_catalog.~~) '% on statemachine.%' \
+               OR o.object_identity OPERATOR(pg_catalog.~~) 'for statemachine.%' \
+               OR (o.object_type OPERATOR(pg_catalog.=) 'extension' AND o.object_identity OPERATOR(pg_catalog.=) 'pg_statemachine')) \
+           ORDER BY 3",
+    args: &[],
+};
+
+/// The extension's own script is running (CREATE EXTENSION or ALTER EXTENSION … UPDATE).
+fn in_own_script() -> bool {
+    // SAFETY: reads two backend globals set by extension.c for the duration of a script.
+    unsafe { pg_sys::creating_extension && extension_oid() == Some(pg_sys::CurrentExtensionObject) }
+}
+
+fn extension_oid() -> Option<pg_sys::Oid> {
+    // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid instead of raising.
+    let oid = unsafe { pg_sys::get_extension_oid(c"pg_statemachine".as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+fn refuse(command: &str, touched: Vec<String>) -> statemachine_core::Report {
+    let refusal = Refusal::GuardedDdl { command: command.into(), objects: touched };
+    refusal.report(&CaseFacts::default())
+}
+
+fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
+    let fcinfo = a.fcinfo();
+    // SAFETY: fcinfo is the call's own; its context is checked to be EventTriggerData
+    // before it is read as one; the parse tree is a Node the event trigger manager keeps
+    // valid for the call, read as AlterExtensionContentsStmt only after its tag says so.
+    let (event, alters_extension_contents) = unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_EventTriggerData {
+            return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
+        }
+        let data = ctx as *mut pg_sys::EventTriggerData;
+        let event = CStr::from_ptr((*data).event).to_string_lossy().into_owned();
+        let tree = (*data).parsetree;
+        let contents = !tree.is_null()
+            && (*tree).type_ == pg_sys::NodeTag::T_AlterExtensionContentsStmt
+            && !(*(tree as *mut pg_sys::AlterExtensionContentsStmt)).extname.is_null()
+            && CStr::from_ptr((*(tree as *mut pg_sys::AlterExtensionContentsStmt)).extname).to_bytes() == EXTENSION.as_bytes();
+        (event, contents)
+    };
+    if door::glass_broken() || in_own_script() {
+        return Ok(pg_sys::Datum::from(0usize));
+    }
+    if alters_extension_contents {
+        return Err(refuse("ALTER EXTENSION pg_statemachine ADD/DROP", vec!["extension pg_statemachine".into()]));
+    }
+    let touched: Vec<(String, String)> = {
+        // Not read-only: a read-only connection would read the catalog on the snapshot
+        // from before the command, missing the objects it just made.
+        let spi = Spi::connect();
+        let rows = spi.run(if event == "sql_drop" { &DROPPED } else { &TOUCHED }, &[], 0);
+        (0..rows.count)
+            .filter_map(|i| Some((rows.text(i, 1)?, format!("{} {}", rows.text(i, 2)?, rows.text(i, 3)?))))
+            .collect()
+    };
+    match touched.first() {
+        None => Ok(pg_sys::Datum::from(0usize)),
+        Some((command, _)) => {
+            let command = command.clone();
+            Err(refuse(&command, touched.into_iter().map(|(_, object)| object).collect()))
+        }
+    }
+}
+
+sql_function!(sm_guard_ddl, pg_finfo_sm_guard_ddl, guard_ddl);
