@@ -322,3 +322,33 @@ CREATE FUNCTION statemachine.release_assignment(case_id uuid, assignee_id uuid, 
 COMMENT ON FUNCTION statemachine.release_assignment(uuid, uuid, text, uuid, uuid, text) IS 'Ends the active assignment of assignee_id in role_code on the case (SM009 when there is none); idempotent on command_id. The same actor_role rule as assign_case.';
 REVOKE ALL ON FUNCTION statemachine.assign_case(uuid, uuid, text, uuid, uuid, text),
     statemachine.release_assignment(uuid, uuid, text, uuid, uuid, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------------------
+-- Tamper evidence for what no extension can stop (a superuser editing catalogs or data):
+-- every history row is sealed with a hash chained per case (src/seal.rs, core/src/seal.rs),
+-- and a digest of all history can be kept outside the database and verified later.
+------------------------------------------------------------------------------------------
+
+ALTER TABLE statemachine.case_state_transition ADD COLUMN row_hash bytea
+    CONSTRAINT case_transition_row_hash_chk CHECK (pg_catalog.octet_length(row_hash) = 32);
+COMMENT ON COLUMN statemachine.case_state_transition.row_hash IS 'SHA-256 seal of the row: every column, its evidence links, guard results and correction, chained to the case''s previous row (verify_history checks it).';
+
+CREATE FUNCTION statemachine.history_digest() RETURNS text
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_history_digest';
+COMMENT ON FUNCTION statemachine.history_digest() IS 'A compact digest (smd1:as_of:rows:root:events:root) of every history row and break_glass event that occurred up to a moment when all of them were committed, computed from their content. Keep it outside the database; verify_history(digest) later reports any change to what it covered.';
+
+CREATE FUNCTION statemachine.verify_history(digest text DEFAULT NULL)
+    RETURNS TABLE (case_id uuid, state_version bigint, problem text)
+    LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_verify_history';
+COMMENT ON FUNCTION statemachine.verify_history(text) IS 'Tamper evidence; zero rows is the healthy answer. Reports every history row whose content no longer matches its seal or chain, missing or inserted rows, steps no rule of the case''s pinned version allows (imports, corrections, migrations and admin kinds excepted), occurred_at going backwards or into the future, and — given a digest taken earlier — any change to the rows and break_glass events that digest covered, even one whose seals were recomputed.';
+
+CREATE FUNCTION statemachine.seal_history() RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'sm_seal_history';
+COMMENT ON FUNCTION statemachine.seal_history() IS 'Internal: seals history rows that have no seal yet (those written before 0.3.0, at ALTER EXTENSION … UPDATE); returns how many.';
+
+REVOKE ALL ON FUNCTION statemachine.history_digest(), statemachine.verify_history(text), statemachine.seal_history() FROM PUBLIC;
+
+SELECT statemachine.seal_history();

@@ -16,22 +16,22 @@ use statemachine_core::{CaseFacts, Refusal};
 
 /// The assignment in force of (case, assignee, role): its id, when, and the whole row.
 pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
-    sql: "SELECT a.id, a.assigned_at::pg_catalog.text, a FROM statemachine.case_assignment a \
+    sql: "SELECT a.id, a.assigned_at::pg_catalog.text, a FROM ONLY statemachine.case_assignment a \
           WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
             AND a.role_code OPERATOR(pg_catalog.=) $3 \
-            AND NOT EXISTS (SELECT 1 FROM statemachine.case_assignment_release r \
+            AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.case_assignment_release r \
                             WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
           ORDER BY a.assigned_at DESC LIMIT 1",
     args: &[UUID, UUID, TEXT],
 };
 /// The case, locked, and the machine version whose assign_roles apply.
 static LOCK_CASE_VERSION: Stmt = Stmt {
-    sql: "SELECT c.machine_version_id, c.current_state FROM statemachine.case_file c \
+    sql: "SELECT c.machine_version_id, c.current_state FROM ONLY statemachine.case_file c \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
 static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
-    sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM statemachine.case_assignment a \
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM ONLY statemachine.case_assignment a \
           WHERE a.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
@@ -41,8 +41,8 @@ static INSERT_ASSIGNMENT: Stmt = Stmt {
     args: &[UUID, UUID, UUID, TEXT, UUID, TIMESTAMPTZ, UUID],
 };
 static RELEASE_BY_COMMAND: Stmt = Stmt {
-    sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM statemachine.case_assignment_release r \
-          JOIN statemachine.case_assignment a ON a.id OPERATOR(pg_catalog.=) r.assignment_id \
+    sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM ONLY statemachine.case_assignment_release r \
+          JOIN ONLY statemachine.case_assignment a ON a.id OPERATOR(pg_catalog.=) r.assignment_id \
           WHERE r.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };

@@ -8,27 +8,28 @@ use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal, Report};
 
-/// The transition's view of its case, locked.
+/// The transition's view of its case, locked, with the hash of its latest history row.
 pub static LOCK_FOR_TRANSITION: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, c.machine_version_id, \
-                 c.root_case_id, pg_catalog.cardinality(c.dimensions) OPERATOR(pg_catalog.>) 0 \
-          FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+                 c.root_case_id, pg_catalog.cardinality(c.dimensions) OPERATOR(pg_catalog.>) 0, \
+                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+          FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
 static LOCK: Stmt = Stmt {
-    sql: "SELECT 1 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    sql: "SELECT 1 FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
 static READ: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_entered_at, c.machine_version_id \
-          FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1",
+          FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 /// A change of the case that is not a transition (an assignment): it updates the row,
 /// not just locks it, so a REPEATABLE READ transition that waited for it fails with
 /// 40001 instead of deciding on a snapshot that misses it.
 static TOUCH: Stmt = Stmt {
-    sql: "UPDATE statemachine.case_file SET updated_at = GREATEST(updated_at, $2) WHERE id OPERATOR(pg_catalog.=) $1",
+    sql: "UPDATE ONLY statemachine.case_file SET updated_at = GREATEST(updated_at, $2) WHERE id OPERATOR(pg_catalog.=) $1",
     args: &[UUID, TIMESTAMPTZ],
 };
 
@@ -43,6 +44,11 @@ pub fn lock(spi: &Spi, case_d: pg_sys::Datum) -> bool {
 }
 
 /// Marks the case changed (see TOUCH); the door must be open.
+/// The previous row's hash from column `col` of a locked-case row (GENESIS if unsealed).
+pub fn prev_hash(rows: &crate::spi::Rows<'_>, col: i32) -> [u8; 32] {
+    rows.bytes(0, col).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(statemachine_core::seal::GENESIS)
+}
+
 pub fn touch(spi: &Spi, case_d: pg_sys::Datum, now: pg_sys::TimestampTz) {
     spi.run(&TOUCH, &[Some(case_d), Some(pg_sys::Datum::from(now))], 0);
 }

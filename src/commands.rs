@@ -9,7 +9,7 @@ use statemachine_core::{CaseFacts, Refusal, Report};
 
 static FIND_COMMAND: Stmt = Stmt {
     sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c, t.id, t.command_id \
-          FROM statemachine.case_state_transition t JOIN statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
+          FROM ONLY statemachine.case_state_transition t JOIN ONLY statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
           WHERE t.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };

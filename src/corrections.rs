@@ -15,7 +15,7 @@ use statemachine_core::definition::CORRECT_CODE;
 use statemachine_core::{CaseFacts, Refusal};
 
 static CORRECTION_TARGET: Stmt = Stmt {
-    sql: "SELECT t.case_id, t.state_version, t.transition_code FROM statemachine.case_state_transition t \
+    sql: "SELECT t.case_id, t.state_version, t.transition_code FROM ONLY statemachine.case_state_transition t \
           WHERE t.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
@@ -23,15 +23,16 @@ static CORRECTION_TARGET: Stmt = Stmt {
 /// one of its states.
 static LOCK_FOR_CORRECTION: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, v.corrections, v.machine, v.version, \
-                 EXISTS (SELECT 1 FROM statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id \
-                         AND s.code OPERATOR(pg_catalog.=) $2), c.machine_version_id \
-          FROM statemachine.case_file c JOIN statemachine.machine_version v ON v.id OPERATOR(pg_catalog.=) c.machine_version_id \
+                 EXISTS (SELECT 1 FROM ONLY statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id \
+                         AND s.code OPERATOR(pg_catalog.=) $2), c.machine_version_id, \
+                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+          FROM ONLY statemachine.case_file c JOIN ONLY statemachine.machine_version v ON v.id OPERATOR(pg_catalog.=) c.machine_version_id \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF c",
     args: &[UUID, TEXT],
 };
 static CORRECTED_BY: Stmt = Stmt {
-    sql: "SELECT k.correcting_transition_id, t.state_version FROM statemachine.case_state_correction k \
-          JOIN statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) k.correcting_transition_id \
+    sql: "SELECT k.correcting_transition_id, t.state_version FROM ONLY statemachine.case_state_correction k \
+          JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) k.correcting_transition_id \
           WHERE k.wrong_transition_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
@@ -124,6 +125,11 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         correlation: None,
         causation: Some(wrong_d),
         metadata: Some(crate::fmgr::jsonb_datum(&metadata)),
+        prev_hash: crate::case_file::prev_hash(&lock, 10),
+        links: Vec::new(),
+        guards: Vec::new(),
+        // SAFETY: actor_id is declared uuid and was required non-NULL above.
+        correction: Some((wrong_id, unsafe { crate::fmgr::uuid_from_datum(actor_d) }, reason.clone())),
     };
     let entered_at = if to_state != current { now } else { entered_at };
     const WRITES: &[Grant] = &[history::APPEND_WRITES[0], history::APPEND_WRITES[1], ("case_state_correction", Op::Insert)];

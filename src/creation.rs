@@ -20,7 +20,7 @@ static INSERT_CASE: Stmt = Stmt {
     args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB, UUID],
 };
 static EXISTING_CASE: Stmt = Stmt {
-    sql: "SELECT c.id, c.machine, c.case_number FROM statemachine.case_file c \
+    sql: "SELECT c.id, c.machine, c.case_number FROM ONLY statemachine.case_file c \
           WHERE c.id OPERATOR(pg_catalog.=) $1 OR (c.machine OPERATOR(pg_catalog.=) $2 AND c.case_number OPERATOR(pg_catalog.=) $3) LIMIT 1",
     args: &[UUID, TEXT, TEXT],
 };
@@ -87,6 +87,10 @@ pub fn insert_case(
         correlation: None,
         causation: None,
         metadata: None,
+        prev_hash: statemachine_core::seal::GENESIS,
+        links: Vec::new(),
+        guards: Vec::new(),
+        correction: None,
     };
     if history::append(spi, &entry, CaseMove::Stay).is_none() {
         return Err(match commands::find(spi, command_d) {

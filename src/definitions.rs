@@ -13,12 +13,12 @@ static INSERT_MACHINE: Stmt = Stmt {
 };
 /// Serializes publishing, migrating and retiring per machine, so versions never race.
 pub static LOCK_MACHINE: Stmt = Stmt {
-    sql: "SELECT 1 FROM statemachine.machine m WHERE m.code OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+    sql: "SELECT 1 FROM ONLY statemachine.machine m WHERE m.code OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[TEXT],
 };
 static LATEST_DEFINITION: Stmt = Stmt {
     sql: "SELECT v.version, v.definition OPERATOR(pg_catalog.=) $2::pg_catalog.jsonb \
-          FROM statemachine.machine_version v WHERE v.machine OPERATOR(pg_catalog.=) $1 \
+          FROM ONLY statemachine.machine_version v WHERE v.machine OPERATOR(pg_catalog.=) $1 \
           ORDER BY v.version DESC LIMIT 1",
     args: &[TEXT, TEXT],
 };
@@ -55,7 +55,7 @@ static INSERT_GUARD: Stmt = Stmt {
     args: &[UUID, TEXT, TEXT, INT4, TEXT, TEXT, INTERVAL, TEXT, TEXT, TEXT, TEXT],
 };
 static GUARD_REGISTERED: Stmt = Stmt {
-    sql: "SELECT 1 FROM statemachine.guard_function g WHERE g.code OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT 1 FROM ONLY statemachine.guard_function g WHERE g.code OPERATOR(pg_catalog.=) $1",
     args: &[TEXT],
 };
 /// What register_guard needs to know about a function (search_path is pinned by the
@@ -95,7 +95,7 @@ static INSERT_ROLE: Stmt = Stmt {
     args: &[UUID, TEXT, TEXT, TEXT],
 };
 static DEFINITION_OF: Stmt = Stmt {
-    sql: "SELECT v.definition FROM statemachine.machine_version v \
+    sql: "SELECT v.definition FROM ONLY statemachine.machine_version v \
           WHERE v.machine OPERATOR(pg_catalog.=) $1 AND ($2 IS NULL OR v.version OPERATOR(pg_catalog.=) $2) \
           ORDER BY v.version DESC LIMIT 1",
     args: &[TEXT, INT4],

@@ -17,23 +17,23 @@ use std::rc::Rc;
 
 /// A dimension of a case, by machine name (the case itself when it runs that machine).
 static DIMENSION_BY_NAME: Stmt = Stmt {
-    sql: "SELECT c.id FROM statemachine.case_file c \
+    sql: "SELECT c.id FROM ONLY statemachine.case_file c \
           WHERE (c.id OPERATOR(pg_catalog.=) $1 OR c.root_case_id OPERATOR(pg_catalog.=) $1) AND c.machine OPERATOR(pg_catalog.=) $2",
     args: &[UUID, TEXT],
 };
 /// The other members of a case's family (the case and its dimensions), but one.
 static FAMILY: Stmt = Stmt {
-    sql: "SELECT c.id, c.machine_version_id, c.current_state FROM statemachine.case_file c \
+    sql: "SELECT c.id, c.machine_version_id, c.current_state FROM ONLY statemachine.case_file c \
           WHERE (c.id OPERATOR(pg_catalog.=) $1 OR c.root_case_id OPERATOR(pg_catalog.=) $1) AND c.id OPERATOR(pg_catalog.<>) $2",
     args: &[UUID, UUID],
 };
 static LOCK_FOR_ATTACH: Stmt = Stmt {
-    sql: "SELECT c.root_case_id, c.case_number, c.machine FROM statemachine.case_file c \
+    sql: "SELECT c.root_case_id, c.case_number, c.machine FROM ONLY statemachine.case_file c \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
 static ADD_DIMENSION: Stmt = Stmt {
-    sql: "UPDATE statemachine.case_file SET dimensions = pg_catalog.array_append(dimensions, $2), \
+    sql: "UPDATE ONLY statemachine.case_file SET dimensions = pg_catalog.array_append(dimensions, $2), \
               updated_at = GREATEST(updated_at, $3) WHERE id OPERATOR(pg_catalog.=) $1",
     args: &[UUID, TEXT, TIMESTAMPTZ],
 };

@@ -12,7 +12,7 @@ use statemachine_core::{CaseFacts, EvidenceFact, Refusal, Rule};
 static EVIDENCE_ROWS: Stmt = Stmt {
     sql: "SELECT u.id, e.case_id, e.is_active, e.evidence_type \
           FROM pg_catalog.unnest($1::pg_catalog.uuid[]) WITH ORDINALITY AS u(id, n) \
-          LEFT JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
+          LEFT JOIN ONLY statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
     args: &[UUID_ARRAY],
 };
 /// purpose: `required` when the item met requires_evidence ($2; of a listed type when
@@ -23,33 +23,33 @@ static LINK_EVIDENCE: Stmt = Stmt {
                  CASE WHEN $2 AND ($3 IS NULL OR e.evidence_type OPERATOR(pg_catalog.=) ANY ($3)) \
                       THEN 'required' ELSE 'supporting' END \
           FROM pg_catalog.unnest($4::pg_catalog.uuid[]) AS u(id) \
-          JOIN statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id",
+          JOIN ONLY statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id",
     args: &[UUID, BOOL, TEXT_ARRAY, UUID_ARRAY],
 };
 static INSERT_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_evidence (id, case_id, evidence_type, storage_uri, content_hash, submitted_by, submitted_at) \
-          SELECT $1, c.id, $3, $4, $5, $6, $7 FROM statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $2 RETURNING id",
+          SELECT $1, c.id, $3, $4, $5, $6, $7 FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $2 RETURNING id",
     args: &[UUID, UUID, TEXT, TEXT, TEXT, UUID, TIMESTAMPTZ],
 };
 /// Deactivation is an appended event; the first one stands (ON CONFLICT waits for a
 /// concurrent one and then yields to it).
 static INSERT_DEACTIVATION: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_evidence_deactivation AS d (evidence_id, case_id, deactivated_by, deactivated_at, reason) \
-          SELECT e.id, e.case_id, $2, $4, $3 FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1 \
+          SELECT e.id, e.case_id, $2, $4, $3 FROM ONLY statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1 \
           ON CONFLICT (evidence_id) DO NOTHING RETURNING d",
     args: &[UUID, UUID, TEXT, TIMESTAMPTZ],
 };
 /// is_active is the deactivation record's summary, kept in the same transaction.
 static MARK_EVIDENCE_INACTIVE: Stmt = Stmt {
-    sql: "UPDATE statemachine.case_evidence SET is_active = false WHERE id OPERATOR(pg_catalog.=) $1",
+    sql: "UPDATE ONLY statemachine.case_evidence SET is_active = false WHERE id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static DEACTIVATION_ROW: Stmt = Stmt {
-    sql: "SELECT d FROM statemachine.case_evidence_deactivation d WHERE d.evidence_id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT d FROM ONLY statemachine.case_evidence_deactivation d WHERE d.evidence_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static EVIDENCE_EXISTS: Stmt = Stmt {
-    sql: "SELECT 1 FROM statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT 1 FROM ONLY statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 
@@ -60,6 +60,23 @@ pub fn facts(spi: &Spi, ids: Option<pg_sys::Datum>) -> Vec<EvidenceFact> {
     (0..r.count)
         .map(|i| EvidenceFact { id: r.uuid(i, 1), case_id: r.uuid(i, 2), active: r.bool(i, 3).unwrap_or(false), evidence_type: r.text(i, 4) })
         .collect()
+}
+
+/// The links [`link`] will record for a transition by `rule`: each existing evidence item
+/// passed, once, `required` when it meets requires_evidence (of a listed type when the rule
+/// lists types), else `supporting` — the same decision LINK_EVIDENCE makes in SQL.
+pub fn links(evidence: &[EvidenceFact], rule: &Rule) -> Vec<([u8; 16], String)> {
+    let types = rule.evidence.types();
+    let mut out: Vec<([u8; 16], String)> = Vec::new();
+    for e in evidence.iter().filter(|e| e.case_id.is_some()) {
+        let Some(id) = e.id else { continue };
+        if out.iter().any(|(seen, _)| *seen == id) {
+            continue;
+        }
+        let required = rule.requires_evidence() && (types.is_empty() || e.evidence_type.as_ref().is_some_and(|t| types.contains(t)));
+        out.push((id, if required { "required" } else { "supporting" }.to_owned()));
+    }
+    out
 }
 
 /// Links the evidence `ids` passed with a transition to its history row; the door must be open.

@@ -26,7 +26,7 @@ static TIME_LEFT: Stmt = Stmt {
 };
 /// The latest transition of the case with a given code (served by case_transition_version_uk).
 static PRIOR_ACTOR: Stmt = Stmt {
-    sql: "SELECT t.actor_id, t.id, t.occurred_at::pg_catalog.text, t.recorded_by FROM statemachine.case_state_transition t \
+    sql: "SELECT t.actor_id, t.id, t.occurred_at::pg_catalog.text, t.recorded_by FROM ONLY statemachine.case_state_transition t \
           WHERE t.case_id OPERATOR(pg_catalog.=) $1 AND t.transition_code OPERATOR(pg_catalog.=) $2 \
           ORDER BY t.state_version DESC LIMIT 1",
     args: &[UUID, TEXT],
@@ -35,7 +35,7 @@ static PRIOR_ACTOR: Stmt = Stmt {
 static GUARD_FUNCTION: Stmt = Stmt {
     sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
                  COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text \
-          FROM statemachine.guard_function g \
+          FROM ONLY statemachine.guard_function g \
           LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) g.function::pg_catalog.oid \
           LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner \
           LEFT JOIN pg_catalog.pg_extension x ON x.extname OPERATOR(pg_catalog.=) 'pg_statemachine' \

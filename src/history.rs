@@ -2,34 +2,40 @@
 //! case's CREATE row, a correction, a migration step — is appended by [`append`],
 //! through one prepared statement, so a column added to history is added here once.
 //!
+//! Each row is sealed as it is appended: its `row_hash` chains it to the case's previous
+//! row and covers every column and what is recorded with it (core's `seal`; verified by
+//! verify_history).
+//!
 //! The same statement moves the case row when asked ([`CaseMove::To`]), and only if the
 //! history row was appended: `ON CONFLICT (command_id) DO NOTHING` makes a concurrent
 //! replay wait for the first command and then append (and move) nothing, so the caller
 //! can answer with the first command's row or SM008.
 
 use crate::door::{Grant, Op};
-use crate::fmgr::{text_datum, uuid_datum, uuid_string, SmResult};
-use crate::spi::{Spi, Stmt, BOOL, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
-use pgrx::pg_sys;
+use crate::fmgr::{datum_text, text_datum, text_from_datum, uuid_datum, uuid_from_datum, uuid_string, SmResult};
+use crate::spi::{Spi, Stmt, BOOL, BYTEA, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
+use pgrx::{pg_sys, IntoDatum};
+use statemachine_core::seal::{row_hash, SealedRow};
 use statemachine_core::{CaseFacts, Refusal};
 
-/// $1-$18 are the history row's columns; $19-$21 the case move ($21: whether to move).
+/// $1-$18 and $22-$23 are the history row's columns (recorded_by, written by the write
+/// path so that the seal covers the value stored); $19-$21 the case move ($21: whether).
 static APPEND: Stmt = Stmt {
     sql: "WITH t AS ( \
               INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
                   transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
-                  policy_version, occurred_at, command_id, correlation_id, causation_id, metadata) \
+                  policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                  COALESCE($18, '{}'::pg_catalog.jsonb)) \
+                  COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
               ON CONFLICT (command_id) DO NOTHING RETURNING t), \
           u AS ( \
-              UPDATE statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
+              UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
                   updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id) \
               WHERE $21 AND c.id OPERATOR(pg_catalog.=) $2 AND EXISTS (SELECT 1 FROM t) RETURNING 1) \
           SELECT t.t FROM t",
     args: &[
         UUID, UUID, TEXT, TEXT, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, UUID, UUID, JSONB,
-        TIMESTAMPTZ, UUID, BOOL,
+        TIMESTAMPTZ, UUID, BOOL, TEXT, BYTEA,
     ],
 };
 
@@ -59,6 +65,50 @@ pub struct Entry<'a> {
     pub correlation: Option<pg_sys::Datum>,
     pub causation: Option<pg_sys::Datum>,
     pub metadata: Option<pg_sys::Datum>,
+    /// The case's previous row's hash (GENESIS for the first).
+    pub prev_hash: [u8; 32],
+    /// What is recorded with the row, for its seal: evidence links (id, purpose), guard
+    /// results (code, passed, jsonb text of the evidence; evaluated at occurred_at), and
+    /// the correction it makes (wrong transition, corrected by, reason).
+    pub links: Vec<([u8; 16], String)>,
+    pub guards: Vec<(String, bool, String)>,
+    pub correction: Option<([u8; 16], [u8; 16], String)>,
+}
+
+impl Entry<'_> {
+    /// The row as the seal sees it (what verify_history will read back).
+    fn sealed(&self, recorded_by: String) -> SealedRow {
+        // SAFETY: every datum of an Entry is of its column's type (uuid or text; metadata
+        // jsonb), as the statement declares them.
+        let text = |d: pg_sys::Datum| unsafe { text_from_datum(d) };
+        // SAFETY: as above, for uuid datums.
+        let uuid = |d: pg_sys::Datum| unsafe { uuid_from_datum(d) };
+        SealedRow {
+            id: self.id,
+            case_id: uuid(self.case),
+            machine: self.machine.to_owned(),
+            from_state: self.from_state.map(text),
+            to_state: text(self.to_state),
+            transition_code: text(self.code),
+            transition_kind: self.kind.to_owned(),
+            state_version: self.state_version,
+            actor_id: uuid(self.actor),
+            actor_role: text(self.role),
+            reason_code: self.reason_code.map(text),
+            reason_text: self.reason_text.map(text),
+            policy_version: self.policy_version,
+            occurred_at: self.occurred_at,
+            command_id: uuid(self.command),
+            correlation_id: self.correlation.map(uuid),
+            causation_id: self.causation.map(uuid),
+            // SAFETY: metadata is a jsonb datum.
+            metadata: self.metadata.map_or_else(|| "{}".to_owned(), |d| unsafe { datum_text(d, pg_sys::JSONBOID) }),
+            recorded_by,
+            evidence: self.links.clone(),
+            guards: self.guards.iter().map(|(code, passed, ev)| (code.clone(), *passed, self.occurred_at, ev.clone())).collect(),
+            correction: self.correction.as_ref().map(|(wrong, by, reason)| (*wrong, *by, self.occurred_at, reason.clone())),
+        }
+    }
 }
 
 /// What happens to the case row with the history row.
@@ -77,6 +127,8 @@ pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sy
         CaseMove::Stay => (false, None, None),
         CaseMove::To { entered_at, version_id } => (true, Some(pg_sys::Datum::from(entered_at)), version_id.map(|v| uuid_datum(&v))),
     };
+    let recorded_by = crate::facts::session_user();
+    let hash = row_hash(&entry.prev_hash, &entry.sealed(recorded_by.clone()));
     let rows = spi.run(
         &APPEND,
         &[
@@ -101,6 +153,8 @@ pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sy
             entered_at,
             version_id,
             Some(pg_sys::Datum::from(moves)),
+            Some(text_datum(&recorded_by)),
+            hash.to_vec().into_datum(),
         ],
         1,
     );

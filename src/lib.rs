@@ -15,7 +15,8 @@
 //!   [`dimensions`], [`evidence`], [`assignments`], [`corrections`], [`versions`],
 //!   [`outbox`], [`timers`] (a refused timer's backoff);
 //! - the rest of the SQL API: [`definitions`], [`available`], [`diagram`], [`guard`]
-//!   (the guard trigger and break_glass), [`ddl_guard`] (the event trigger).
+//!   (the guard trigger and break_glass), [`ddl_guard`] (the event trigger), [`seal`]
+//!   (tamper evidence: history_digest, verify_history).
 //!
 //! The DDL lives in `sql/`: `schema.sql` (0.1.0) and one upgrade script per later version.
 
@@ -47,6 +48,7 @@ pub mod history;
 pub mod machines;
 pub mod outbox;
 pub mod spi;
+pub mod seal;
 pub mod srf;
 pub mod timers;
 pub mod transition;

@@ -18,44 +18,44 @@ thread_local! {
 
 static VERSION_ROW: Stmt = Stmt {
     sql: "SELECT v.machine, v.version, v.role_source, pg_catalog.to_json(v.assign_roles)::pg_catalog.text \
-          FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
+          FROM ONLY statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static STATE_ROWS: Stmt = Stmt {
-    sql: "SELECT s.code, s.is_initial, s.is_terminal, s.sort_order FROM statemachine.state s \
+    sql: "SELECT s.code, s.is_initial, s.is_terminal, s.sort_order FROM ONLY statemachine.state s \
           WHERE s.machine_version_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static RULE_ROWS: Stmt = Stmt {
     sql: "SELECT r.transition_code, r.from_state, r.to_state, r.requires_reason, r.requires_evidence, \
                  pg_catalog.to_json(r.evidence_types)::pg_catalog.text, r.audit_guards, r.kind, r.emit_event, r.fire_after \
-          FROM statemachine.transition_rule r WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1",
+          FROM ONLY statemachine.transition_rule r WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static REASON_ROWS: Stmt = Stmt {
-    sql: "SELECT r.from_state, r.transition_code, r.reason_code, r.label FROM statemachine.transition_reason r \
+    sql: "SELECT r.from_state, r.transition_code, r.reason_code, r.label FROM ONLY statemachine.transition_reason r \
           WHERE r.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY r.sort_order",
     args: &[UUID],
 };
 static INVARIANT_ROWS: Stmt = Stmt {
     sql: "SELECT i.when_state, i.dimension, pg_catalog.to_json(i.allowed_states)::pg_catalog.text \
-          FROM statemachine.state_invariant i WHERE i.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY i.position",
+          FROM ONLY statemachine.state_invariant i WHERE i.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY i.position",
     args: &[UUID],
 };
 static GUARD_ROWS: Stmt = Stmt {
     sql: "SELECT g.from_state, g.transition_code, g.guard_code, g.guard_kind, g.min_time_in_state, g.other_transition, \
                  g.assignment_role, g.guard_name, g.params::pg_catalog.text \
-          FROM statemachine.transition_guard g WHERE g.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY g.position",
+          FROM ONLY statemachine.transition_guard g WHERE g.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY g.position",
     args: &[UUID],
 };
 static ROLE_ROWS: Stmt = Stmt {
-    sql: "SELECT rr.from_state, rr.transition_code, rr.role_code FROM statemachine.transition_rule_role rr \
+    sql: "SELECT rr.from_state, rr.transition_code, rr.role_code FROM ONLY statemachine.transition_rule_role rr \
           WHERE rr.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY rr.role_code",
     args: &[UUID],
 };
 /// Latest active version of a machine, with the id that keys the cache.
 pub static LATEST_VERSION: Stmt = Stmt {
-    sql: "SELECT v.id, v.version FROM statemachine.machine_version v \
+    sql: "SELECT v.id, v.version FROM ONLY statemachine.machine_version v \
           WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.status OPERATOR(pg_catalog.=) 'active' \
           ORDER BY v.version DESC LIMIT 1",
     args: &[TEXT],

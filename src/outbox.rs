@@ -24,7 +24,7 @@ static INSERT_EVENT: Stmt = Stmt {
                      'command_id', t.command_id), \
                    'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
                  t.correlation_id, t.causation_id, t.occurred_at \
-          FROM statemachine.case_state_transition t WHERE t.id OPERATOR(pg_catalog.=) $3 \
+          FROM ONLY statemachine.case_state_transition t WHERE t.id OPERATOR(pg_catalog.=) $3 \
           RETURNING pg_catalog.pg_notify('statemachine_outbox', $2 OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
     args: &[UUID, TEXT, UUID],
 };
@@ -39,16 +39,16 @@ pub fn emit(spi: &Spi, event_type: &str, transition_id: &[u8; 16], now: pg_sys::
 /// An expired lease makes an event pending again.
 static CLAIM: Stmt = Stmt {
     sql: "WITH candidate AS ( \
-              SELECT o.id FROM statemachine.outbox_event o \
+              SELECT o.id FROM ONLY statemachine.outbox_event o \
               WHERE o.acked_at IS NULL \
                 AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()) \
-                AND NOT EXISTS (SELECT 1 FROM statemachine.outbox_event e \
+                AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.outbox_event e \
                                 WHERE e.aggregate_id OPERATOR(pg_catalog.=) o.aggregate_id \
                                   AND e.aggregate_seq OPERATOR(pg_catalog.<) o.aggregate_seq AND e.acked_at IS NULL) \
               ORDER BY o.created_at, o.id \
               LIMIT $2 \
               FOR UPDATE SKIP LOCKED) \
-          UPDATE statemachine.outbox_event o \
+          UPDATE ONLY statemachine.outbox_event o \
              SET claimed_by = $1, claimed_at = pg_catalog.clock_timestamp(), \
                  lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3, \
                  attempts = o.attempts OPERATOR(pg_catalog.+) 1 \
@@ -57,7 +57,7 @@ static CLAIM: Stmt = Stmt {
     args: &[TEXT, INT4, INTERVAL],
 };
 static ACK: Stmt = Stmt {
-    sql: "UPDATE statemachine.outbox_event o SET acked_at = pg_catalog.clock_timestamp() \
+    sql: "UPDATE ONLY statemachine.outbox_event o SET acked_at = pg_catalog.clock_timestamp() \
           WHERE o.id OPERATOR(pg_catalog.=) ANY ($1) AND o.acked_at IS NULL",
     args: &[UUID_ARRAY],
 };

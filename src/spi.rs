@@ -97,6 +97,19 @@ impl Spi {
         }
     }
 
+    /// Opens a cursor on `stmt` (for scans too large to hold at once).
+    pub fn cursor(&self, stmt: &'static Stmt, args: &[Option<pg_sys::Datum>]) -> Cursor<'_> {
+        assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
+        let plan = plan_for(stmt);
+        let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0usize))).collect();
+        let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+        // SAFETY: as in `run`: one value and null flag per parameter of the plan; SPI is
+        // connected while `self` lives, and the portal is closed before (Cursor borrows it).
+        let portal = unsafe { pg_sys::SPI_cursor_open(std::ptr::null(), plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only) };
+        assert!(!portal.is_null(), "SPI_cursor_open failed for: {}", stmt.sql);
+        Cursor { portal, _connection: PhantomData }
+    }
+
     /// Copies a by-reference datum out of SPI memory into the caller's context, so it
     /// can be returned after the connection is finished.
     pub fn keep(&self, d: pg_sys::Datum) -> pg_sys::Datum {
@@ -113,6 +126,46 @@ impl Drop for Spi {
             unsafe {
                 pg_sys::SPI_finish();
             }
+        }
+    }
+}
+
+/// An open cursor; closed when dropped.
+pub struct Cursor<'spi> {
+    portal: pg_sys::Portal,
+    _connection: PhantomData<&'spi Spi>,
+}
+
+impl Cursor<'_> {
+    /// The next (at most) `n` rows; empty at the end. Each batch is freed when dropped, so
+    /// a scan holds one batch at a time.
+    pub fn fetch(&mut self, n: i64) -> Batch<'_> {
+        // SAFETY: the portal is open (closed only in Drop); SPI_cursor_fetch sets
+        // SPI_tuptable/SPI_processed to this batch.
+        unsafe {
+            pg_sys::SPI_cursor_fetch(self.portal, true, n);
+            Batch(Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData })
+        }
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            // SAFETY: the portal this value opened, closed once.
+            unsafe { pg_sys::SPI_cursor_close(self.portal) }
+        }
+    }
+}
+
+/// One batch of a cursor; its tuple table is freed when dropped.
+pub struct Batch<'c>(pub Rows<'c>);
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.0.table.is_null() && !std::thread::panicking() {
+            // SAFETY: this batch's own tuple table, freed once; no Rows of it outlive `self`.
+            unsafe { pg_sys::SPI_freetuptable(self.0.table) }
         }
     }
 }
@@ -190,6 +243,9 @@ impl Rows<'_> {
     pub fn uuid(&self, row: usize, col: i32) -> Option<[u8; 16]> {
         self.value::<pgrx::Uuid>(row, col, &[UUID]).map(|u| *u)
     }
+    pub fn bytes(&self, row: usize, col: i32) -> Option<Vec<u8>> {
+        self.value(row, col, &[pg_sys::BYTEAOID])
+    }
     pub fn interval(&self, row: usize, col: i32) -> Option<statemachine_core::Interval> {
         self.value::<pgrx::datum::Interval>(row, col, &[INTERVAL])
             .map(|iv| statemachine_core::Interval { months: iv.months(), days: iv.days(), micros: iv.micros() })
@@ -207,3 +263,4 @@ pub const INTERVAL: pg_sys::Oid = pg_sys::INTERVALOID;
 pub const UUID_ARRAY: pg_sys::Oid = pg_sys::UUIDARRAYOID;
 pub const TEXT_ARRAY: pg_sys::Oid = pg_sys::TEXTARRAYOID;
 pub const OID: pg_sys::Oid = pg_sys::OIDOID;
+pub const BYTEA: pg_sys::Oid = pg_sys::BYTEAOID;

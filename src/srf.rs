@@ -11,6 +11,7 @@ pub enum Cell {
     Bool(bool),
     Uuid([u8; 16]),
     Int8(i64),
+    Null,
 }
 
 /// Returns `rows` as the function's result set (materialize mode).
@@ -36,6 +37,7 @@ pub unsafe fn return_rows(args: &Args, rows: &[Vec<Cell>]) {
                     Cell::Bool(b) => (pg_sys::Datum::from(*b), false),
                     Cell::Uuid(u) => (uuid_datum(u), false),
                     Cell::Int8(i) => (pg_sys::Datum::from(*i), false),
+                    Cell::Null => (pg_sys::Datum::from(0usize), true),
                 };
                 values.push(v);
                 nulls.push(n);

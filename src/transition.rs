@@ -111,6 +111,9 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     }
 
     let transition_id = history::row_id(now);
+    // What is recorded with the row, known before it is written so that its seal covers it.
+    let links = evidence::links(&evidence, rule);
+    let guard_rows = if rule.audit_guards { guard_results(&evaluation) } else { Vec::new() };
     // The caller's own datums serve as parameters: rule.code is transition_code, the
     // role is actor_role, and the from-state is the locked row's current_state.
     let entry = Entry {
@@ -132,6 +135,10 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         correlation: a.datum(9),
         causation: a.datum(10),
         metadata: a.datum(11),
+        prev_hash: case_file::prev_hash(&lock, 8),
+        links,
+        guards: guard_rows.iter().map(|(code, passed, evidence)| (code.clone(), *passed, evidence.1.clone())).collect(),
+        correction: None,
     };
     let entered_at = if rule.to != current { now } else { entered_at };
     const WRITES: &[Grant] = &[
@@ -153,18 +160,18 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     if let Some(event_type) = &rule.emit {
         outbox::emit(spi, event_type, &transition_id, now);
     }
-    if rule.audit_guards {
-        record_guard_results(spi, &transition_id, &evaluation, now);
+    if !guard_rows.is_empty() {
+        record_guard_results(spi, &transition_id, &guard_rows, now);
     }
     Ok(row)
 }
 
-/// Stores every evaluated guard of a transition; the door must be open.
-fn record_guard_results(spi: &Spi, transition_id: &[u8; 16], evaluation: &Evaluation, now: pg_sys::TimestampTz) {
-    if evaluation.guards().next().is_none() {
-        return;
-    }
-    let results: Vec<serde_json::Value> = evaluation
+/// A guard's audit row: code, passed, and its evidence as JSON and as jsonb's own text.
+type GuardRow = (String, bool, (serde_json::Value, String));
+
+/// The audit rows of a transition's evaluated guards (seed 003 §9.3).
+fn guard_results(evaluation: &Evaluation) -> Vec<GuardRow> {
+    evaluation
         .guards()
         .map(|c| {
             // The table keeps evidence as an object; anything else a function returned is wrapped.
@@ -173,8 +180,19 @@ fn record_guard_results(spi: &Spi, transition_id: &[u8; 16], evaluation: &Evalua
                 serde_json::Value::Null => serde_json::json!({}),
                 other => serde_json::json!({ "value": other }),
             };
-            serde_json::json!({"guard_code": c.name, "passed": c.passed, "evidence": evidence})
+            // jsonb's text of it, as the table will return it (the seal covers that).
+            // SAFETY: jsonb_datum returns a jsonb datum.
+            let stored = unsafe { crate::fmgr::datum_text(crate::fmgr::jsonb_datum(&evidence.to_string()), pg_sys::JSONBOID) };
+            (c.name.clone(), c.passed, (evidence, stored))
         })
+        .collect()
+}
+
+/// Stores the guard audit rows of a transition; the door must be open.
+fn record_guard_results(spi: &Spi, transition_id: &[u8; 16], rows: &[GuardRow], now: pg_sys::TimestampTz) {
+    let results: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(code, passed, (evidence, _))| serde_json::json!({"guard_code": code, "passed": passed, "evidence": evidence}))
         .collect();
     spi.run(
         &INSERT_GUARD_RESULTS,

@@ -12,41 +12,47 @@ use crate::facts::database_role_refusal;
 use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::ids;
+use statemachine_core::seal::GENESIS;
 use statemachine_core::migration::{parse_state_map, Outcome, MIGRATE_CODE};
 use statemachine_core::{CaseFacts, Refusal};
 
 static VERSION_BY_NUMBER: Stmt = Stmt {
-    sql: "SELECT v.id, v.status FROM statemachine.machine_version v \
+    sql: "SELECT v.id, v.status FROM ONLY statemachine.machine_version v \
           WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
     args: &[TEXT, INT4],
 };
 static STATE_CODES: Stmt = Stmt {
-    sql: "SELECT s.code FROM statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY s.sort_order",
+    sql: "SELECT s.code FROM ONLY statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY s.sort_order",
     args: &[UUID],
 };
 static CASES_OF_VERSION: Stmt = Stmt {
-    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at \
-          FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id",
+    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at, \
+                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+          FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id",
     args: &[UUID],
 };
 /// The same, locked: a real migration holds its cases until it commits.
 static LOCK_CASES_OF_VERSION: Stmt = Stmt {
-    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at \
-          FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
+    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at, \
+                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+          FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
     args: &[UUID],
 };
 static CASE_COUNT: Stmt = Stmt {
-    sql: "SELECT count(*) FROM statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT count(*) FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static RETIRE: Stmt = Stmt {
-    sql: "UPDATE statemachine.machine_version v SET status = 'retired' WHERE v.id OPERATOR(pg_catalog.=) $1 RETURNING v",
+    sql: "UPDATE ONLY statemachine.machine_version v SET status = 'retired' WHERE v.id OPERATOR(pg_catalog.=) $1 RETURNING v",
     args: &[UUID],
 };
 static VERSION_ROW: Stmt = Stmt {
-    sql: "SELECT v FROM statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
+    sql: "SELECT v FROM ONLY statemachine.machine_version v WHERE v.id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
+/// A case of the version being migrated: id, number, state, version, entered, updated, last hash.
+type CaseToMigrate = ([u8; 16], String, String, i64, i64, i64, [u8; 32]);
+
 fn refuse(r: Refusal) -> statemachine_core::Report {
     r.report(&CaseFacts::default())
 }
@@ -96,11 +102,14 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
             .map_err(|problems| refuse(Refusal::InvalidStateMap { problems }))?;
         let cases = spi.run(if dry_run { &CASES_OF_VERSION } else { &LOCK_CASES_OF_VERSION }, &[Some(uuid_datum(&from_id))], 0);
         // Copied out: the writes below run further statements.
-        let cases: Vec<([u8; 16], String, String, i64, i64, i64)> = (0..cases.count)
-            .filter_map(|i| Some((cases.uuid(i, 1)?, cases.text(i, 2)?, cases.text(i, 3)?, cases.i64(i, 4)?, cases.i64(i, 5)?, cases.i64(i, 6)?)))
+        let cases: Vec<CaseToMigrate> = (0..cases.count)
+            .filter_map(|i| {
+                let prev = cases.bytes(i, 7).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(GENESIS);
+                Some((cases.uuid(i, 1)?, cases.text(i, 2)?, cases.text(i, 3)?, cases.i64(i, 4)?, cases.i64(i, 5)?, cases.i64(i, 6)?, prev))
+            })
             .collect();
         let mut rows = Vec::with_capacity(cases.len());
-        for (case_id, number, state, version, entered_at, updated_at) in cases {
+        for (case_id, number, state, version, entered_at, updated_at, prev_hash) in cases {
             let outcome = map.outcome(&state);
             let detail = match &outcome {
                 Outcome::Migrate { reason, .. } => reason.map(str::to_owned),
@@ -140,6 +149,10 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
                     correlation: None,
                     causation: None,
                     metadata: Some(crate::fmgr::jsonb_datum(&metadata.to_string())),
+                    prev_hash,
+                    links: Vec::new(),
+                    guards: Vec::new(),
+                    correction: None,
                 };
                 let entered_at = if *target != state { now } else { entered_at };
                 let _door = door::open(&history::APPEND_WRITES);

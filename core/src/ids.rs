@@ -36,6 +36,11 @@ pub fn v5(kind: &str, parts: &[&[u8]]) -> [u8; 16] {
     Uuid::new_v5(&NAMESPACE, &name).into_bytes()
 }
 
+/// A uuid's bytes from its text form (any form the `uuid` crate reads).
+pub fn parse(text: &str) -> Option<[u8; 16]> {
+    Uuid::parse_str(text).ok().map(Uuid::into_bytes)
+}
+
 /// Lower-case hyphenated text form.
 pub fn uuid_text(b: &[u8; 16]) -> String {
     Uuid::from_bytes(*b).hyphenated().to_string()

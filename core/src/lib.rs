@@ -8,6 +8,7 @@
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
 //! - [`migration`]: the state map of migrate_cases;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a version's rules;
+//! - [`seal`]: the hash chain of history and the digest kept outside the database;
 //! - [`ids`]: row ids (UUID v7 from the OS random source), derived ids (v5), their text form.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
@@ -21,6 +22,7 @@ pub mod interval;
 pub mod migration;
 pub mod refusal;
 pub mod rules;
+pub mod seal;
 
 pub use checks::{evaluate, Check, EvidenceFact, Evaluation, Facts, Membership, Request, SqlOutcome, Supplied};
 pub use definition::{

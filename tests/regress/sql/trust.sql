@@ -328,3 +328,40 @@ SELECT statemachine.migrate_cases('dbmode', 1, 2, '{"OPEN": "OPEN", "SUBMITTED":
 \echo :LAST_ERROR_SQLSTATE
 DROP OWNED BY sm_clerk, sm_supervisor;
 DROP ROLE sm_clerk, sm_supervisor;
+
+-- 9. Tamper evidence for what no extension can stop: a superuser rewriting history under
+-- the exception (or with the guards switched off). Every row is sealed and chained; a
+-- digest kept outside catches even a rewrite whose seals were all recomputed.
+SELECT count(*) AS problems FROM statemachine.verify_history();
+SELECT statemachine.history_digest() AS digest \gset
+SELECT :'digest' ~ '^smd1:[0-9]+:[0-9]+:[0-9a-f]{64}:[0-9]+:[0-9a-f]{64}$' AS digest_shape;
+SELECT count(*) AS problems FROM statemachine.verify_history(:'digest');
+-- A reason rewritten in place: its seal no longer matches.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('tamper drill: rewrite a reason');
+UPDATE statemachine.case_state_transition SET reason_text = 'forged' WHERE case_id = 'd0000000-0000-0000-0000-000000000001' AND state_version = 1;
+COMMIT;
+SELECT state_version, problem FROM statemachine.verify_history() WHERE case_id = 'd0000000-0000-0000-0000-000000000001';
+-- ... and with every seal of the case recomputed (as an attacker who read this code
+-- would): the rows agree with themselves again, but not with the digest kept outside.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('tamper drill: recompute the seals');
+UPDATE statemachine.case_state_transition SET row_hash = NULL WHERE case_id = 'd0000000-0000-0000-0000-000000000001';
+SELECT statemachine.seal_history() > 0 AS resealed;
+COMMIT;
+SELECT count(*) AS problems_without_digest FROM statemachine.verify_history();
+SELECT case_id, state_version, problem FROM statemachine.verify_history(:'digest');
+-- A step no rule allows, an occurred_at in the future, a deleted row: each reported even
+-- when re-sealed.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('tamper drill: illegal step, future time, missing row');
+UPDATE statemachine.case_state_transition SET to_state = 'C', transition_code = 'GO' WHERE case_id = 'd0000000-0000-0000-0000-000000000080' AND state_version = 1;
+UPDATE statemachine.case_state_transition SET occurred_at = now() + interval '1 day' WHERE case_id = 'd0000000-0000-0000-0000-000000000070' AND state_version = 0;
+DELETE FROM statemachine.case_transition_guard_result WHERE transition_id IN (SELECT id FROM statemachine.case_state_transition WHERE case_id = 'd0000000-0000-0000-0000-000000000001' AND state_version = 1);
+DELETE FROM statemachine.case_state_transition WHERE case_id = 'd0000000-0000-0000-0000-000000000001' AND state_version = 1;
+UPDATE statemachine.case_state_transition SET row_hash = NULL WHERE case_id IN ('d0000000-0000-0000-0000-000000000080', 'd0000000-0000-0000-0000-000000000070');
+SELECT statemachine.seal_history() > 0 AS resealed;
+COMMIT;
+SELECT case_id, state_version, problem FROM statemachine.verify_history() ORDER BY 1, 2, 3;
+SELECT statemachine.verify_history('not a digest');
+\echo :LAST_ERROR_SQLSTATE
