@@ -9,8 +9,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_MAJOR=15
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config}"
-PGBIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
-PGXS_DIR="/usr/lib/postgresql/${PG_MAJOR}/lib/pgxs"
+# Overridable, to run against another installation of the same major (e.g. a private copy).
+PGBIN="${PGBIN:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
+PGXS_DIR="${PGXS_DIR:-/usr/lib/postgresql/${PG_MAJOR}/lib/pgxs}"
 PGRX_VERSION=0.18.1
 # pgrx appends a Rust backtrace to every DETAIL when this is set.
 unset RUST_BACKTRACE

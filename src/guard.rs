@@ -60,8 +60,9 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
             }
         }
         // The audited exception (restore, emergency repair): the (sub)transaction that
-        // called break_glass(), and only it; its own record stays append-only.
-        if door::glass_broken() && table != BREAK_GLASS_TABLE {
+        // called break_glass(), and only it; its own record stays append-only (a restore
+        // may add rows to it, nobody may change or remove one).
+        if door::glass_broken() && (table != BREAK_GLASS_TABLE || op == pg_sys::TRIGGER_EVENT_INSERT) {
             return Ok(row);
         }
         if row_level && op == pg_sys::TRIGGER_EVENT_UPDATE && in_schema && table == "case_file" && only_metadata_changed(td) {

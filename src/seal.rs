@@ -14,7 +14,7 @@ use crate::{history, machines, sql_function};
 use pgrx::{pg_sys, IntoDatum};
 use serde_json::Value;
 use statemachine_core::definition::CREATE_CODE;
-use statemachine_core::seal::{glass_hash, row_hash, GlassEvent, HistoryDigest, Root, SealedRow, GENESIS};
+use statemachine_core::seal::{glass_hash, row_hash, version_hash, GlassEvent, HistoryDigest, Root, SealedRow, GENESIS};
 use statemachine_core::{CaseFacts, CompiledMachine, Refusal};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -66,9 +66,15 @@ static DIGEST_MOMENT: Stmt = Stmt {
                  OPERATOR(pg_catalog.-) '1 microsecond'::pg_catalog.interval",
     args: &[],
 };
-static VERSION_ID: Stmt = Stmt {
-    sql: "SELECT v.id FROM ONLY statemachine.machine_version v WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
+static VERSION: Stmt = Stmt {
+    sql: "SELECT v.id, v.definition::pg_catalog.text FROM ONLY statemachine.machine_version v \
+          WHERE v.machine OPERATOR(pg_catalog.=) $1 AND v.version OPERATOR(pg_catalog.=) $2",
     args: &[TEXT, INT4],
+};
+static VERSIONS: Stmt = Stmt {
+    sql: "SELECT v.machine, v.version, v.definition::pg_catalog.text, v.published_at FROM ONLY statemachine.machine_version v \
+           WHERE $1 IS NULL OR v.published_at OPERATOR(pg_catalog.<=) $1 ORDER BY v.machine, v.version",
+    args: &[TIMESTAMPTZ],
 };
 static SEAL_ROW: Stmt = Stmt {
     sql: "UPDATE ONLY statemachine.case_state_transition SET row_hash = $2 WHERE id OPERATOR(pg_catalog.=) $1 AND row_hash IS NULL",
@@ -163,7 +169,21 @@ fn digest_as_of(spi: &Spi, as_of: pg_sys::TimestampTz) -> HistoryDigest {
             occurred_at: e.i64(i, 6).unwrap_or_default(),
         }));
     }
-    HistoryDigest { as_of, rows: rows.count, rows_root: rows.finish(), events: events.count, events_root: events.finish() }
+    let mut versions = Root::default();
+    let v = spi.run(&VERSIONS, &[Some(pg_sys::Datum::from(as_of))], 0);
+    for i in 0..v.count {
+        let (machine, number) = (v.text(i, 1).unwrap_or_default(), v.i32(i, 2).unwrap_or_default());
+        versions.add(&version_hash(&machine, number, &v.text(i, 3).unwrap_or_default(), v.i64(i, 4).unwrap_or_default()));
+    }
+    HistoryDigest {
+        as_of,
+        rows: rows.count,
+        rows_root: rows.finish(),
+        events: events.count,
+        events_root: events.finish(),
+        versions: versions.count,
+        versions_root: versions.finish(),
+    }
 }
 
 fn history_digest(_: &Args) -> SmResult<pg_sys::Datum> {
@@ -180,6 +200,24 @@ type Previous = ([u8; 16], i64, i64, Option<[u8; 32]>);
 
 /// What the verifier found; `None` case for findings about the digest as a whole.
 type Finding = (Option<[u8; 16]>, Option<i64>, String);
+
+/// A published version compiled from its published definition (the rules history is
+/// checked against), after comparing it with the rule tables the write path decides by:
+/// a rule added to (or changed in) the tables but not the definition is reported.
+fn published(spi: &Spi, machine: &str, number: i32, drifted: &mut Vec<String>) -> Option<Rc<CompiledMachine>> {
+    let v = spi.run(&VERSION, &[Some(text_datum(machine)), Some(pg_sys::Datum::from(number))], 1);
+    let (id, definition) = (v.uuid(0, 1)?, v.text(0, 2)?);
+    let tables = machines::get(spi, &id);
+    let Some(def) = statemachine_core::validate_text(&definition).definition else {
+        drifted.push(format!("machine {machine} v{number}: its published definition no longer validates"));
+        return Some(tables);
+    };
+    let published = CompiledMachine::from_definition(&def, number);
+    if let Some(difference) = tables.rules_differ(&published) {
+        drifted.push(format!("machine {machine} v{number}: {difference}"));
+    }
+    Some(Rc::new(published))
+}
 
 /// Checks a step against the rules of its pinned version; `None` when it is allowed.
 fn rule_problem(row: &SealedRow, machine: &CompiledMachine) -> Option<String> {
@@ -213,6 +251,8 @@ fn verify_history(a: &Args) -> SmResult<pg_sys::Datum> {
         let spi = Spi::read_only();
         let now = history::now();
         let mut versions: HashMap<(String, i32), Option<Rc<CompiledMachine>>> = HashMap::new();
+        // Versions whose rule tables disagree with their published definition.
+        let mut drifted: Vec<String> = Vec::new();
         // Walk every row: its stored hash against its content and its predecessor's
         // stored hash (so one changed row is one finding), the chain's versions, its
         // time, and its step against the rules of the version it was decided under.
@@ -239,12 +279,7 @@ fn verify_history(a: &Args) -> SmResult<pg_sys::Datum> {
             }
             let machine = versions
                 .entry((row.machine.clone(), row.policy_version))
-                .or_insert_with(|| {
-                    let id = spi
-                        .run(&VERSION_ID, &[Some(text_datum(&row.machine)), Some(pg_sys::Datum::from(row.policy_version))], 1)
-                        .uuid(0, 1);
-                    id.map(|id| machines::get(&spi, &id))
-                })
+                .or_insert_with(|| published(&spi, &row.machine, row.policy_version, &mut drifted))
                 .clone();
             match machine {
                 None => say(format!("machine {} v{} is not published", row.machine, row.policy_version)),
@@ -256,12 +291,19 @@ fn verify_history(a: &Args) -> SmResult<pg_sys::Datum> {
             }
             prev = Some((row.case_id, row.state_version, row.occurred_at, stored));
         });
+        findings.extend(drifted.into_iter().map(|problem| (None, None, problem)));
         if let Some(given) = &given {
             let now_digest = digest_as_of(&spi, given.as_of);
             if now_digest.rows != given.rows || now_digest.rows_root != given.rows_root {
                 findings.push((None, None, format!(
                     "the {} history rows the digest covered (up to its moment) changed: {} rows now, and their content does not give the digest's root",
                     given.rows, now_digest.rows
+                )));
+            }
+            if now_digest.versions != given.versions || now_digest.versions_root != given.versions_root {
+                findings.push((None, None, format!(
+                    "the {} published machine versions the digest covered changed: {} now, or their definitions differ",
+                    given.versions, now_digest.versions
                 )));
             }
             if now_digest.events != given.events || now_digest.events_root != given.events_root {

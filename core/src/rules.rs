@@ -156,6 +156,40 @@ impl CompiledMachine {
     }
 
     /// Whether this version defines transition `code` (from any state).
+    /// Every rule, in (from, code) order, roles sorted: what two compilations of one
+    /// version must agree on.
+    fn rules_normalized(&self) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = self
+            .states
+            .values()
+            .flat_map(|s| s.rules.iter().cloned())
+            .map(|mut r| {
+                r.roles.sort();
+                r
+            })
+            .collect();
+        rules.sort_by(|a, b| (&a.from, &a.code).cmp(&(&b.from, &b.code)));
+        rules
+    }
+
+    /// Where the rules of `self` (say, loaded from the rule tables) differ from `other`'s
+    /// (say, compiled from the published definition): the first difference, described.
+    pub fn rules_differ(&self, other: &CompiledMachine) -> Option<String> {
+        let (mine, theirs) = (self.rules_normalized(), other.rules_normalized());
+        let describe = |r: &Rule| format!("{} from {} to {}", r.code, r.from, r.to);
+        for r in &mine {
+            match theirs.iter().find(|t| t.from == r.from && t.code == r.code) {
+                None => return Some(format!("rule {} is not in the published definition", describe(r))),
+                Some(t) if t != r => return Some(format!("rule {} differs from the published definition", describe(r))),
+                Some(_) => {}
+            }
+        }
+        theirs
+            .iter()
+            .find(|t| !mine.iter().any(|r| r.from == t.from && r.code == t.code))
+            .map(|t| format!("rule {} of the published definition is missing", describe(t)))
+    }
+
     pub fn has_code(&self, code: &str) -> bool {
         self.codes.contains_key(code)
     }

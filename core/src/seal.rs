@@ -180,8 +180,9 @@ impl Root {
     }
 }
 
-/// A digest: the moment it covers up to, and (count, root) of the history rows and of
-/// the break_glass events that occurred at or before it.
+/// A digest: the moment it covers up to, and (count, root) of the history rows, of the
+/// break_glass events and of the published machine versions (their definitions: the
+/// rules history is checked against) at or before it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistoryDigest {
     pub as_of: i64,
@@ -189,6 +190,19 @@ pub struct HistoryDigest {
     pub rows_root: [u8; 32],
     pub events: i64,
     pub events_root: [u8; 32],
+    pub versions: i64,
+    pub versions_root: [u8; 32],
+}
+
+/// The hash of a published machine version: name, number and canonical definition text.
+pub fn version_hash(machine: &str, version: i32, definition: &str, published_at: i64) -> [u8; 32] {
+    let mut e = Encoder(Sha256::new());
+    e.0.update(b"pg_statemachine/version/1");
+    e.text(1, machine);
+    e.int(2, i64::from(version));
+    e.text(3, definition);
+    e.int(4, published_at);
+    e.0.finalize().into()
 }
 
 const DIGEST_PREFIX: &str = "smd1";
@@ -212,15 +226,24 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 }
 
 impl HistoryDigest {
-    /// `smd1:<as_of>:<rows>:<rows root>:<events>:<events root>`.
+    /// `smd1:<as_of>:<rows>:<root>:<events>:<root>:<versions>:<root>`.
     pub fn to_text(&self) -> String {
-        format!("{DIGEST_PREFIX}:{}:{}:{}:{}:{}", self.as_of, self.rows, hex(&self.rows_root), self.events, hex(&self.events_root))
+        format!(
+            "{DIGEST_PREFIX}:{}:{}:{}:{}:{}:{}:{}",
+            self.as_of,
+            self.rows,
+            hex(&self.rows_root),
+            self.events,
+            hex(&self.events_root),
+            self.versions,
+            hex(&self.versions_root)
+        )
     }
 
     pub fn parse(text: &str) -> Result<HistoryDigest, String> {
         let parts: Vec<&str> = text.trim().split(':').collect();
-        let bad = || format!("{text:?} is not a digest of statemachine.history_digest() ({DIGEST_PREFIX}:as_of:rows:root:events:root)");
-        if parts.len() != 6 || parts[0] != DIGEST_PREFIX {
+        let bad = || format!("{text:?} is not a digest of statemachine.history_digest() ({DIGEST_PREFIX}:as_of:rows:root:events:root:versions:root)");
+        if parts.len() != 8 || parts[0] != DIGEST_PREFIX {
             return Err(bad());
         }
         Ok(HistoryDigest {
@@ -229,6 +252,8 @@ impl HistoryDigest {
             rows_root: unhex(parts[3]).ok_or_else(bad)?,
             events: parts[4].parse().map_err(|_| bad())?,
             events_root: unhex(parts[5]).ok_or_else(bad)?,
+            versions: parts[6].parse().map_err(|_| bad())?,
+            versions_root: unhex(parts[7]).ok_or_else(bad)?,
         })
     }
 }
@@ -307,9 +332,18 @@ mod tests {
     fn digest_text_round_trips_and_rejects_garbage() {
         let mut root = Root::default();
         root.add(&row_hash(&GENESIS, &row()));
-        let d = HistoryDigest { as_of: 42, rows: root.count, rows_root: root.finish(), events: 0, events_root: Root::default().finish() };
+        let d = HistoryDigest {
+            as_of: 42,
+            rows: root.count,
+            rows_root: root.finish(),
+            events: 0,
+            events_root: Root::default().finish(),
+            versions: 1,
+            versions_root: version_hash("m", 1, "{}", 0),
+        };
         assert_eq!(HistoryDigest::parse(&d.to_text()), Ok(d.clone()));
         assert!(HistoryDigest::parse("smd1:1:2:zz:0:00").is_err());
+        assert_ne!(version_hash("m", 1, "{}", 0), version_hash("m", 2, "{}", 0));
         assert!(HistoryDigest::parse("hello").is_err());
         assert!(d.to_text().starts_with("smd1:42:1:"));
     }

@@ -502,3 +502,20 @@ fn four_eyes_under_database_role_source_compares_database_users_not_asserted_ids
     r.actor_id = Some(ALICE);
     assert_eq!(decide(&m, &r, &mut w).unwrap(), "APPROVED");
 }
+
+#[test]
+fn rules_differ_names_a_rule_added_changed_or_missing() {
+    let published = machine();
+    assert_eq!(published.rules_differ(&machine()), None);
+    let mut def = validate_text(include_str!("../../examples/investigation.json")).definition.unwrap();
+    def.transitions[0].to = "WITHDRAWN".into();
+    let changed = CompiledMachine::from_definition(&def, 1);
+    assert_eq!(
+        changed.rules_differ(&published).as_deref(),
+        Some("rule SUBMIT_CASE from DRAFT to WITHDRAWN differs from the published definition")
+    );
+    def.transitions.remove(0);
+    let fewer = CompiledMachine::from_definition(&def, 1);
+    assert_eq!(fewer.rules_differ(&published).as_deref(), Some("rule SUBMIT_CASE from DRAFT to SUBMITTED of the published definition is missing"));
+    assert_eq!(published.rules_differ(&fewer).as_deref(), Some("rule SUBMIT_CASE from DRAFT to SUBMITTED is not in the published definition"));
+}

@@ -97,3 +97,7 @@ BEGIN
     END IF;
 END
 $$;
+-- An earlier audited repair: a restore must bring break_glass_event rows along too.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('fill.sql: an earlier repair drill');
+COMMIT;

@@ -110,11 +110,20 @@ ROLLBACK TO outer_s;
 UPDATE statemachine.case_file SET current_state = 'C' WHERE id = :'case_id';
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
--- The record stays append-only with the glass broken; a row claiming a transaction opens nothing.
+-- A row claiming a transaction opens nothing: here one naming the next transaction's id
+-- (as a restore from another cluster copies in) is added under the exception, and the
+-- next transaction is guarded all the same.
 BEGIN;
 SELECT count(*) FROM statemachine.break_glass('append-only check');
 INSERT INTO statemachine.break_glass_event (id, reason, transaction_id, occurred_at)
-VALUES (gen_random_uuid(), 'forged', txid_current() + 1, now());
+SELECT gen_random_uuid(), 'forged', t + n, now() FROM (SELECT txid_current() AS t) x, generate_series(1, 5) n;
+COMMIT;
+UPDATE statemachine.case_file SET current_state = 'C' WHERE id = :'case_id';
+\echo :LAST_ERROR_SQLSTATE
+-- The record stays append-only with the glass broken: added to, never changed or removed.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('append-only check');
+UPDATE statemachine.break_glass_event SET reason = 'nothing to see';
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 BEGIN;
@@ -251,6 +260,12 @@ COMMIT;
 SELECT transition_code, ok, error_sqlstate, count(*) FROM statemachine.run_due_transitions(10) GROUP BY 1, 2, 3 ORDER BY 1;
 SELECT count(*) AS backing_off, min(attempts) AS attempts FROM statemachine.timer_backoff;
 SELECT count(*) AS retried_at_once FROM statemachine.run_due_transitions(10);
+-- (The drill's rule edit is undone: verify_history would report it, section 9.)
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('undo the interval drill');
+UPDATE statemachine.transition_rule SET fire_after = interval '1 day'
+ WHERE transition_code = 'LATER' AND machine_version_id = (SELECT id FROM statemachine.machine_version WHERE machine = 'forever');
+COMMIT;
 -- Derived command ids are keyed with a secret only the owner can read.
 CREATE ROLE sm_time_app;
 GRANT USAGE ON SCHEMA statemachine TO sm_time_app;
@@ -332,9 +347,12 @@ DROP ROLE sm_clerk, sm_supervisor;
 -- 9. Tamper evidence for what no extension can stop: a superuser rewriting history under
 -- the exception (or with the guards switched off). Every row is sealed and chained; a
 -- digest kept outside catches even a rewrite whose seals were all recomputed.
+\c - postgres
+\set VERBOSITY default
+\set SHOW_CONTEXT never
 SELECT count(*) AS problems FROM statemachine.verify_history();
 SELECT statemachine.history_digest() AS digest \gset
-SELECT :'digest' ~ '^smd1:[0-9]+:[0-9]+:[0-9a-f]{64}:[0-9]+:[0-9a-f]{64}$' AS digest_shape;
+SELECT :'digest' ~ '^smd1:[0-9]+:[0-9]+:[0-9a-f]{64}:[0-9]+:[0-9a-f]{64}:[0-9]+:[0-9a-f]{64}$' AS digest_shape;
 SELECT count(*) AS problems FROM statemachine.verify_history(:'digest');
 -- A reason rewritten in place: its seal no longer matches.
 BEGIN;
@@ -363,5 +381,17 @@ UPDATE statemachine.case_state_transition SET row_hash = NULL WHERE case_id IN (
 SELECT statemachine.seal_history() > 0 AS resealed;
 COMMIT;
 SELECT case_id, state_version, problem FROM statemachine.verify_history() ORDER BY 1, 2, 3;
+-- A rule added to the rule tables (so the write path would allow a step) but not to the
+-- published definition: reported; a digest also covers the definitions themselves.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('tamper drill: add a rule');
+INSERT INTO statemachine.transition_rule (machine_version_id, from_state, transition_code, to_state, kind)
+SELECT id, 'OPEN', 'SNEAK', 'APPROVED', 'normal' FROM statemachine.machine_version WHERE machine = 'dbmode' AND version = 1;
+UPDATE statemachine.machine_version SET definition = definition || '{"description": "edited"}' WHERE machine = 'timed';
+COMMIT;
+\c - postgres
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT problem FROM statemachine.verify_history(:'digest') WHERE case_id IS NULL ORDER BY 1;
 SELECT statemachine.verify_history('not a digest');
 \echo :LAST_ERROR_SQLSTATE
