@@ -79,6 +79,16 @@ static DROPPED: Stmt = Stmt {
     args: &[],
 };
 
+/// What the finished statement is, as far as the guard cares.
+#[derive(PartialEq, Eq)]
+enum Statement {
+    /// CREATE EXTENSION or ALTER EXTENSION … UPDATE of this extension.
+    Own,
+    /// ALTER EXTENSION pg_statemachine ADD/DROP.
+    ChangesMembers,
+    Other,
+}
+
 /// The extension's own script is running (CREATE EXTENSION or ALTER EXTENSION … UPDATE).
 fn in_own_script() -> bool {
     // SAFETY: reads two backend globals set by extension.c for the duration of a script.
@@ -100,8 +110,8 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
     let fcinfo = a.fcinfo();
     // SAFETY: fcinfo is the call's own; its context is checked to be EventTriggerData
     // before it is read as one; the parse tree is a Node the event trigger manager keeps
-    // valid for the call, read as AlterExtensionContentsStmt only after its tag says so.
-    let (event, alters_extension_contents) = unsafe {
+    // valid for the call, read as a statement type only after its tag says it is one.
+    let (event, statement) = unsafe {
         let ctx = (*fcinfo).context;
         if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_EventTriggerData {
             return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
@@ -109,12 +119,27 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
         let data = ctx as *mut pg_sys::EventTriggerData;
         let event = CStr::from_ptr((*data).event).to_string_lossy().into_owned();
         let tree = (*data).parsetree;
-        let contents = !tree.is_null()
-            && (*tree).type_ == pg_sys::NodeTag::T_AlterExtensionContentsStmt
-            && !(*(tree as *mut pg_sys::AlterExtensionContentsStmt)).extname.is_null()
-            && CStr::from_ptr((*(tree as *mut pg_sys::AlterExtensionContentsStmt)).extname).to_bytes() == EXTENSION.as_bytes();
-        (event, contents)
+        let ours = |name: *mut std::ffi::c_char| !name.is_null() && CStr::from_ptr(name).to_bytes() == EXTENSION.as_bytes();
+        let statement = if tree.is_null() {
+            Statement::Other
+        } else {
+            match (*tree).type_ {
+                pg_sys::NodeTag::T_AlterExtensionContentsStmt if ours((*(tree as *mut pg_sys::AlterExtensionContentsStmt)).extname) => {
+                    Statement::ChangesMembers
+                }
+                // The extension's own CREATE and UPDATE: the commands its script ran are
+                // reported once more at the end of the statement, when the script is done.
+                pg_sys::NodeTag::T_CreateExtensionStmt if ours((*(tree as *mut pg_sys::CreateExtensionStmt)).extname) => Statement::Own,
+                pg_sys::NodeTag::T_AlterExtensionStmt if ours((*(tree as *mut pg_sys::AlterExtensionStmt)).extname) => Statement::Own,
+                _ => Statement::Other,
+            }
+        };
+        (event, statement)
     };
+    if statement == Statement::Own {
+        return Ok(pg_sys::Datum::from(0usize));
+    }
+    let alters_extension_contents = statement == Statement::ChangesMembers;
     if door::glass_broken() || in_own_script() {
         return Ok(pg_sys::Datum::from(0usize));
     }
