@@ -243,6 +243,42 @@ pub unsafe fn datum_text(d: pg_sys::Datum, typid: pg_sys::Oid) -> String {
     }
 }
 
+/// jsonb's text of a jsonb datum, through its output function looked up once per backend
+/// (the write path seals each row's metadata: no catalog lookups per call).
+///
+/// # Safety
+/// `d` must be a non-null jsonb datum.
+pub unsafe fn jsonb_out(d: pg_sys::Datum) -> String {
+    thread_local! {
+        static JSONB_OUT: std::cell::Cell<Option<*mut pg_sys::FmgrInfo>> = const { std::cell::Cell::new(None) };
+    }
+    let flinfo = JSONB_OUT.with(|f| {
+        f.get().unwrap_or_else(|| {
+            // SAFETY: jsonb's output function, looked up in the catalog; the FmgrInfo lives
+            // in TopMemoryContext for the backend's life.
+            let info = unsafe {
+                let mut out_fn = pg_sys::InvalidOid;
+                let mut varlena = false;
+                pg_sys::getTypeOutputInfo(pg_sys::JSONBOID, &mut out_fn, &mut varlena);
+                let info = pg_sys::MemoryContextAllocZero(pg_sys::TopMemoryContext, std::mem::size_of::<pg_sys::FmgrInfo>())
+                    .cast::<pg_sys::FmgrInfo>();
+                pg_sys::fmgr_info_cxt(out_fn, info, pg_sys::TopMemoryContext);
+                info
+            };
+            f.set(Some(info));
+            info
+        })
+    });
+    // SAFETY: the caller's contract; the output function returns a palloc'd C string,
+    // copied and freed here.
+    unsafe {
+        let c = pg_sys::OutputFunctionCall(flinfo, d);
+        let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
+        pg_sys::pfree(c.cast());
+        s
+    }
+}
+
 /// A jsonb argument as JSON text.
 pub fn jsonb_text(args: &Args, i: usize, name: &str) -> SmResult<String> {
     let d = args.required(i, name)?;

@@ -12,7 +12,7 @@
 //! can answer with the first command's row or SM008.
 
 use crate::door::{Grant, Op};
-use crate::fmgr::{datum_text, text_datum, text_from_datum, uuid_datum, uuid_from_datum, uuid_string, SmResult};
+use crate::fmgr::{jsonb_out, text_datum, text_from_datum, uuid_datum, uuid_from_datum, uuid_string, SmResult};
 use crate::spi::{Spi, Stmt, BOOL, BYTEA, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::{row_hash, SealedRow};
@@ -102,7 +102,7 @@ impl Entry<'_> {
             correlation_id: self.correlation.map(uuid),
             causation_id: self.causation.map(uuid),
             // SAFETY: metadata is a jsonb datum.
-            metadata: self.metadata.map_or_else(|| "{}".to_owned(), |d| unsafe { datum_text(d, pg_sys::JSONBOID) }),
+            metadata: self.metadata.map_or_else(|| "{}".to_owned(), |d| unsafe { jsonb_out(d) }),
             recorded_by,
             evidence: self.links.clone(),
             guards: self.guards.iter().map(|(code, passed, ev)| (code.clone(), *passed, self.occurred_at, ev.clone())).collect(),

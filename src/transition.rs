@@ -182,7 +182,7 @@ fn guard_results(evaluation: &Evaluation) -> Vec<GuardRow> {
             };
             // jsonb's text of it, as the table will return it (the seal covers that).
             // SAFETY: jsonb_datum returns a jsonb datum.
-            let stored = unsafe { crate::fmgr::datum_text(crate::fmgr::jsonb_datum(&evidence.to_string()), pg_sys::JSONBOID) };
+            let stored = unsafe { crate::fmgr::jsonb_out(crate::fmgr::jsonb_datum(&evidence.to_string())) };
             (c.name.clone(), c.passed, (evidence, stored))
         })
         .collect()
