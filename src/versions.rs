@@ -11,7 +11,6 @@ use crate::srf::{return_rows, Cell};
 use crate::facts::database_role_refusal;
 use crate::sql_function;
 use pgrx::pg_sys;
-use statemachine_core::ids;
 use statemachine_core::seal::GENESIS;
 use statemachine_core::migration::{parse_state_map, Outcome, MIGRATE_CODE};
 use statemachine_core::{CaseFacts, Refusal};
@@ -37,6 +36,13 @@ static LOCK_CASES_OF_VERSION: Stmt = Stmt {
                  (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
           FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
     args: &[UUID],
+};
+/// One command id per case of a migration, derived from the migration's and keyed with
+/// the installation's secret (statemachine.derived_id): a re-run cannot double up, and no
+/// caller can spend the id first.
+static DERIVED_ID: Stmt = Stmt {
+    sql: "SELECT statemachine.derived_id('migrate', $1, $2)",
+    args: &[TEXT, TEXT],
 };
 static CASE_COUNT: Stmt = Stmt {
     sql: "SELECT count(*) FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1",
@@ -129,7 +135,10 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
                     "reason": reason, "migration_command_id": uuid_string(&command_id),
                 }});
                 // One command id per case, derived from the migration's: a re-run cannot double up.
-                let case_command = ids::v5("migrate", &[&command_id, &case_id]);
+                let case_command = spi
+                    .run(&DERIVED_ID, &[Some(text_datum(&uuid_string(&command_id))), Some(text_datum(&uuid_string(&case_id)))], 1)
+                    .uuid(0, 1)
+                    .unwrap_or_else(|| history::row_id(now));
                 let entry = Entry {
                     id: history::row_id(now),
                     case: uuid_datum(&case_id),

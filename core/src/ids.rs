@@ -4,14 +4,11 @@
 //!   the right edge of the primary-key index where random v4 keys would scatter. The
 //!   74 bits below the millisecond come from the operating system's random source
 //!   (`getrandom`), so one id a client sees says nothing about the next one.
-//! - Ids derived from other ids (one per case of a migration command, say) are version 5
-//!   in this crate's namespace: the same inputs give the same id, in any backend.
+//! - Ids derived from other ids (a timer's, a bulk step's, a migration step's command id)
+//!   are not made here: they are keyed with the installation's secret in SQL
+//!   (`statemachine.derived_id`), so that no caller can compute one and spend it first.
 
 use uuid::{NoContext, Timestamp, Uuid};
-
-/// The namespace of every v5 id pg_statemachine derives (itself the v5 id of the
-/// extension's name in the URL namespace, written out so it can never drift).
-pub const NAMESPACE: Uuid = uuid::uuid!("1303e01a-8dbd-528c-b6ff-06fe5d90ad1e");
 
 /// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
@@ -22,18 +19,6 @@ pub fn v7_at(pg_micros: i64) -> [u8; 16] {
     let unix_micros = pg_micros.saturating_add(PG_EPOCH_UNIX_MICROS).max(0) as u64;
     let ts = Timestamp::from_unix(NoContext, unix_micros / 1_000_000, (unix_micros % 1_000_000) as u32 * 1_000);
     Uuid::new_v7(ts).into_bytes()
-}
-
-/// A stable v5 id derived from `kind` and `parts` (each part length-prefixed, so no two
-/// different lists of parts give the same name).
-pub fn v5(kind: &str, parts: &[&[u8]]) -> [u8; 16] {
-    let mut name = Vec::with_capacity(kind.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>());
-    name.extend_from_slice(kind.as_bytes());
-    for part in parts {
-        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        name.extend_from_slice(part);
-    }
-    Uuid::new_v5(&NAMESPACE, &name).into_bytes()
 }
 
 /// A uuid's bytes from its text form (any form the `uuid` crate reads).
@@ -49,11 +34,6 @@ pub fn uuid_text(b: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn namespace_is_the_v5_id_of_the_extension_name() {
-        assert_eq!(NAMESPACE, Uuid::new_v5(&Uuid::NAMESPACE_URL, b"pg_statemachine"));
-    }
 
     #[test]
     fn v7_layout_time_and_order() {
@@ -82,15 +62,6 @@ mod tests {
         let mean_distance: f64 =
             ids.windows(2).map(|w| (tail(&w[0]) ^ tail(&w[1])).count_ones() as f64).sum::<f64>() / (ids.len() - 1) as f64;
         assert!((25.0..37.0).contains(&mean_distance), "mean Hamming distance {mean_distance}");
-    }
-
-    #[test]
-    fn v5_is_stable_and_separates_kinds_and_parts() {
-        let a = v5("migrate", &[b"cmd", b"case"]);
-        assert_eq!(a, v5("migrate", &[b"cmd", b"case"]));
-        assert_eq!(a[6] >> 4, 5, "version 5");
-        assert_ne!(a, v5("timer", &[b"cmd", b"case"]));
-        assert_ne!(v5("k", &[b"ab", b"c"]), v5("k", &[b"a", b"bc"]), "parts are length-prefixed");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - [`migration`]: the state map of migrate_cases;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a version's rules;
 //! - [`seal`]: the hash chain of history and the digest kept outside the database;
-//! - [`ids`]: row ids (UUID v7 from the OS random source), derived ids (v5), their text form.
+//! - [`ids`]: row ids (UUID v7 from the OS random source), their text form.
 //!
 //! The extension crate binds this to SQL; `cargo test -p statemachine-core` covers it
 //! without a database.

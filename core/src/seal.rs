@@ -293,7 +293,8 @@ mod tests {
         let base = row_hash(&GENESIS, &row());
         assert_eq!(base, row_hash(&GENESIS, &row()), "deterministic");
         assert_ne!(base, row_hash(&[1; 32], &row()), "chained to the previous hash");
-        let variants: Vec<Box<dyn Fn(&mut SealedRow)>> = vec![
+        type Change = Box<dyn Fn(&mut SealedRow)>;
+        let variants: Vec<Change> = vec![
             Box::new(|r| r.to_state = "C".into()),
             Box::new(|r| r.from_state = None),
             Box::new(|r| r.reason_code = Some(String::new())),
