@@ -352,3 +352,17 @@ COMMENT ON FUNCTION statemachine.seal_history() IS 'Internal: seals history rows
 REVOKE ALL ON FUNCTION statemachine.history_digest(), statemachine.verify_history(text), statemachine.seal_history() FROM PUBLIC;
 
 SELECT statemachine.seal_history();
+
+------------------------------------------------------------------------------------------
+-- role_source database: the actor is the session user. Its actor_id is derived from the
+-- role name with the installation's secret; a caller may act only as itself.
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION statemachine.database_actor_id(role name DEFAULT SESSION_USER) RETURNS uuid
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT statemachine.derived_id('actor', role::text)
+$$;
+COMMENT ON FUNCTION statemachine.database_actor_id(name) IS 'The actor_id that stands for a database role (by default the session user): under role_source database, every call''s actor_id must be the session user''s (SM006 otherwise), so four-eyes, assignments and the history''s actor_id are database identities. Stable for the installation (keyed with installation_secret, which a restore brings along).';
+REVOKE ALL ON FUNCTION statemachine.database_actor_id(name) FROM PUBLIC;

@@ -9,7 +9,7 @@
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
-use crate::facts::database_role_refusal;
+use crate::facts::database_identity_refusal;
 use crate::{case_file, history, machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
@@ -128,10 +128,10 @@ fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Res
         };
         return Err(Err(refusal.report(&facts)));
     }
-    if let Some(role) = &args.actor_role {
-        if let Some(refusal) = database_role_refusal(&machine, role, &code) {
-            return Err(Err(refusal.report(&facts)));
-        }
+    // SAFETY: actor_id is declared uuid and was required non-NULL (AssignmentArgs::read).
+    let actor = unsafe { crate::fmgr::uuid_from_datum(args.actor_d) };
+    if let Some(refusal) = database_identity_refusal(&spi, &machine, args.actor_role.as_deref(), &actor, &code) {
+        return Err(Err(refusal.report(&facts)));
     }
     Ok((args, spi))
 }

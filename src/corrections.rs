@@ -8,7 +8,7 @@ use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
-use crate::facts::database_role_refusal;
+use crate::facts::database_identity_refusal;
 use crate::{machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::definition::CORRECT_CODE;
@@ -79,7 +79,8 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
     }
     // Under role_source database the corrector's role is a database role of the session user.
     if let Some(version_id) = version_id {
-        if let Some(refusal) = database_role_refusal(&machines::get(&spi, &version_id), &role, CORRECT_CODE) {
+        let actor = a.uuid(3, "actor_id")?;
+        if let Some(refusal) = database_identity_refusal(&spi, &machines::get(&spi, &version_id), Some(&role), &actor, CORRECT_CODE) {
             return Err(refusal.report(&facts));
         }
     }

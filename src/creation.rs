@@ -3,7 +3,7 @@
 
 use crate::commands::{self, PriorCommand};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
-use crate::facts::database_role_refusal;
+use crate::facts::database_identity_refusal;
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, INT4, JSONB, TEXT, TIMESTAMPTZ, UUID};
@@ -122,7 +122,9 @@ fn create_case(a: &Args) -> SmResult<pg_sys::Datum> {
     let same_create = |p: &PriorCommand| {
         p.code == CREATE_CODE && p.machine == machine_name && p.case_number == case_number && given_id.is_none_or(|id| id == p.case_id)
     };
-    if let Some(refusal) = database_role_refusal(&machine, &role, CREATE_CODE) {
+    // SAFETY: actor_id is declared uuid and was required non-NULL above.
+    let actor = unsafe { crate::fmgr::uuid_from_datum(actor_d) };
+    if let Some(refusal) = database_identity_refusal(&spi, &machine, Some(&role), &actor, CREATE_CODE) {
         // A replay of a create that once succeeded still returns its case.
         if let Some(p) = commands::find(&spi, command_d).filter(|p| same_create(p)) {
             return Ok(spi.keep(p.case_row));

@@ -6,7 +6,7 @@
 
 use crate::commands;
 use crate::creation::{insert_case, NewCase};
-use crate::facts::database_role_refusal;
+use crate::facts::database_identity_refusal;
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, TEXT, TIMESTAMPTZ, UUID};
@@ -112,7 +112,8 @@ fn attach_dimension(a: &Args) -> SmResult<pg_sys::Datum> {
         return Err(plain(Refusal::UnknownMachine { machine: machine_name, version: None }));
     };
     let machine = machines::get(&spi, &version_id);
-    if let Some(refusal) = database_role_refusal(&machine, &role, "CREATE") {
+    let actor = a.uuid(2, "actor_id")?;
+    if let Some(refusal) = database_identity_refusal(&spi, &machine, Some(&role), &actor, "CREATE") {
         return Err(refusal.report(&CaseFacts { case_id: root_text, current_state: String::new() }));
     }
     // The family as it is: the case and its dimensions.

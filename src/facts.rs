@@ -31,6 +31,11 @@ static PRIOR_ACTOR: Stmt = Stmt {
           ORDER BY t.state_version DESC LIMIT 1",
     args: &[UUID, TEXT],
 };
+/// The actor id standing for the session user (keyed with the installation secret).
+static DATABASE_ACTOR_ID: Stmt = Stmt {
+    sql: "SELECT statemachine.database_actor_id()",
+    args: &[],
+};
 /// A registered guard, whether its function still exists and whether its owner may own it.
 static GUARD_FUNCTION: Stmt = Stmt {
     sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
@@ -64,18 +69,30 @@ pub fn session_user() -> String {
     }
 }
 
-/// Under role_source database: SM006 unless the session user is a member of `role`
-/// (`code` names what was attempted). Nothing to check under role_source asserted.
-pub fn database_role_refusal(machine: &CompiledMachine, role: &str, code: &str) -> Option<Refusal> {
+/// The actor id that stands for the session user (statemachine.database_actor_id()).
+pub fn database_actor_id(spi: &Spi) -> Option<[u8; 16]> {
+    spi.run(&DATABASE_ACTOR_ID, &[], 1).uuid(0, 1)
+}
+
+/// Under role_source database: SM006 unless the session user is a member of `role` (when
+/// one is given) and `actor` is the session user's own identity (`code` names what was
+/// attempted). Nothing to check under role_source asserted.
+pub fn database_identity_refusal(spi: &Spi, machine: &CompiledMachine, role: Option<&str>, actor: &[u8; 16], code: &str) -> Option<Refusal> {
     if machine.role_source != RoleSource::Database {
         return None;
     }
-    let (session_user, role_exists) = match membership(role) {
-        Membership::Member => return None,
-        Membership::NotMember { session_user } => (session_user, true),
-        Membership::NoSuchRole { session_user } => (session_user, false),
-    };
-    Some(Refusal::RoleNotMember { code: code.into(), actor_role: role.into(), session_user, role_exists })
+    if let Some(role) = role {
+        let (session_user, role_exists) = match membership(role) {
+            Membership::Member => (String::new(), true),
+            Membership::NotMember { session_user } => (session_user, true),
+            Membership::NoSuchRole { session_user } => (session_user, false),
+        };
+        if !session_user.is_empty() {
+            return Some(Refusal::RoleNotMember { code: code.into(), actor_role: role.into(), session_user, role_exists });
+        }
+    }
+    (database_actor_id(spi).as_ref() != Some(actor))
+        .then(|| Refusal::ActorNotSessionUser { code: code.into(), actor_id: *actor, session_user: session_user() })
 }
 
 /// Is the session user a member of PostgreSQL role `role`? (role_source database)
@@ -176,6 +193,10 @@ impl Facts for DbFacts<'_> {
 
     fn session_user(&mut self) -> String {
         session_user()
+    }
+
+    fn database_actor_id(&mut self) -> Option<[u8; 16]> {
+        database_actor_id(self.spi)
     }
 
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {

@@ -8,7 +8,7 @@ use crate::fmgr::{jsonb_text, text_datum, uuid_datum, uuid_string, Args, SmResul
 use crate::history::{self, CaseMove, Entry};
 use crate::spi::{Spi, Stmt, INT4, TEXT, UUID};
 use crate::srf::{return_rows, Cell};
-use crate::facts::database_role_refusal;
+use crate::facts::database_identity_refusal;
 use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::seal::GENESIS;
@@ -101,7 +101,8 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
             return Err(refuse(Refusal::VersionRetired { machine, version: to }));
         }
         // Under role_source database the migrating role is a database role of the session user.
-        if let Some(refusal) = database_role_refusal(&crate::machines::get(&spi, &to_id), &role, MIGRATE_CODE) {
+        let actor = a.uuid(4, "actor_id")?;
+        if let Some(refusal) = database_identity_refusal(&spi, &crate::machines::get(&spi, &to_id), Some(&role), &actor, MIGRATE_CODE) {
             return Err(refuse(refusal));
         }
         let map = parse_state_map(&map_json, &states(&spi, &from_id), &states(&spi, &to_id))

@@ -90,6 +90,9 @@ pub trait Facts {
     fn prior_actor(&mut self, transition: &str) -> Option<PriorActor>;
     /// The database identity of the caller (the session user), for role_source database.
     fn session_user(&mut self) -> String;
+    /// The actor id that stands for the session user (statemachine.database_actor_id()):
+    /// under role_source database the only actor_id a caller may act as.
+    fn database_actor_id(&mut self) -> Option<[u8; 16]>;
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment>;
     fn sql_guard(&mut self, guard_code: &str, name: &str, context: &Value) -> SqlOutcome;
 }
@@ -257,7 +260,13 @@ fn check_role(b: &mut Builder, machine: &CompiledMachine, rule: &Rule, req: &Req
         })
     } else if machine.role_source == RoleSource::Database {
         match facts.membership(role) {
-            Membership::Member => Ok(()),
+            Membership::Member => match req.actor_id {
+                // The asserted actor must be the session user's own identity.
+                Some(actor) if facts.database_actor_id() != Some(actor) => {
+                    Err(Refusal::ActorNotSessionUser { code: rule.code.clone(), actor_id: actor, session_user: facts.session_user() })
+                }
+                _ => Ok(()),
+            },
             Membership::NotMember { session_user } => Err(Refusal::RoleNotMember {
                 code: rule.code.clone(),
                 actor_role: role.to_owned(),

@@ -2,6 +2,7 @@
 //! message, DETAIL and HINT (the table in API.md). Pure: the pgrx layer only raises
 //! what [`Refusal::report`] returns.
 
+use crate::ids::uuid_text;
 use crate::definition::{Kind, Problem, ReasonDef};
 use std::fmt::Write;
 
@@ -29,6 +30,8 @@ pub enum Refusal {
         legal: Vec<(String, String, Kind)>,
     },
     RoleNotPermitted { code: String, from: String, actor_role: String, allowed: Vec<String> },
+    /// role_source database: actor_id is not the session user's database identity (SM006).
+    ActorNotSessionUser { code: String, actor_id: [u8; 16], session_user: String },
     /// role_source database: the session user is not a member of actor_role (or no such role).
     RoleNotMember { code: String, actor_role: String, session_user: String, role_exists: bool },
     /// `allowed`: the rule's declared reasons (then a reason code is what is required).
@@ -171,7 +174,7 @@ impl Refusal {
             Refusal::StaleVersion { .. } => STALE_VERSION,
             Refusal::ReasonRequired { .. } => REASON_REQUIRED,
             Refusal::EvidenceRequired { .. } | Refusal::EvidenceInvalid { .. } => EVIDENCE_REQUIRED,
-            Refusal::RoleNotPermitted { .. } => ROLE_NOT_PERMITTED,
+            Refusal::RoleNotPermitted { .. } | Refusal::ActorNotSessionUser { .. } => ROLE_NOT_PERMITTED,
             Refusal::DirectWrite { .. } | Refusal::GuardedDdl { .. } => DIRECT_WRITE_REFUSED,
             Refusal::CommandConflict { .. } => COMMAND_CONFLICT,
             Refusal::UnknownCase { .. }
@@ -419,6 +422,14 @@ impl Refusal {
                 format!("direct {operation} on {table} refused"),
                 Some(format!("{what} Cases change state only through statemachine.transition_case(); history is append-only.")),
                 Some("Use statemachine.create_case, transition_case or add_evidence. The guard applies to every role, superusers and session_replication_role = replica included.".into()),
+            ),
+            Refusal::ActorNotSessionUser { code, actor_id, session_user } => (
+                format!("{code} refused: actor_id is not session user {session_user}'s own"),
+                Some(format!(
+                    "Case {id}: this machine takes identities from the database (role_source database); actor_id {} is not the identity of session user {session_user}.",
+                    uuid_text(actor_id)
+                )),
+                Some("Act as yourself: pass statemachine.database_actor_id() as actor_id.".into()),
             ),
             Refusal::GuardedDdl { command, objects } => (
                 format!("{command} would change what guards the statemachine tables"),

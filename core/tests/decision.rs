@@ -31,6 +31,8 @@ struct World {
     /// Database users who recorded `prior` rows, by transition (role_source database).
     recorded_by: Vec<(String, String)>,
     session_user: String,
+    /// The actor id of the session user (role_source database).
+    database_actor: Option<[u8; 16]>,
     assignments: Vec<([u8; 16], String)>,
     members_of: Vec<String>,
     sql: Vec<(String, SqlOutcome)>,
@@ -59,6 +61,9 @@ impl Facts for World {
     }
     fn session_user(&mut self) -> String {
         self.session_user.clone()
+    }
+    fn database_actor_id(&mut self) -> Option<[u8; 16]> {
+        self.database_actor
     }
     fn active_assignment(&mut self, actor: &[u8; 16], role: &str) -> Option<ActiveAssignment> {
         self.assignments
@@ -352,6 +357,12 @@ fn database_role_source_needs_membership() {
     assert_eq!(r.sqlstate, "SM006");
     assert_eq!(r.detail.unwrap(), "Case c1: this machine takes roles from the database (role_source database), and session user app is not a member of role CASE_OWNER.");
     w.members_of.push("CASE_OWNER".into());
+    // A member, but asserting someone else's actor_id: the actor must be the session user.
+    w.database_actor = Some(BOB);
+    let r = decide(&m, &req("DRAFT", "SUBMIT_CASE", "CASE_OWNER"), &mut w).unwrap_err().report(&facts("DRAFT"));
+    assert_eq!(r.sqlstate, "SM006");
+    assert!(r.detail.unwrap().contains("is not the identity of session user"), "the actor is bound to the session user");
+    w.database_actor = Some(ALICE);
     assert!(decide(&m, &req("DRAFT", "SUBMIT_CASE", "CASE_OWNER"), &mut w).is_ok());
 }
 
@@ -484,12 +495,13 @@ fn four_eyes_under_database_role_source_compares_database_users_not_asserted_ids
                         {"code": "APPROVE", "from": "SUBMITTED", "to": "APPROVED",
                          "guards": [{"guard": "distinct_actor", "transition": "SUBMIT"}]}]
     }));
-    // One login submitted as ALICE and now approves asserting BOB: refused.
+    // One login submitted, and now approves (as its own actor id): refused.
     let mut w = World {
         members_of: vec!["CLERK".into()],
         prior: vec![("SUBMIT".into(), ALICE)],
         recorded_by: vec![("SUBMIT".into(), "app_login".into())],
         session_user: "app_login".into(),
+        database_actor: Some(BOB),
         ..World::default()
     };
     let mut r = req("SUBMITTED", "APPROVE", "CLERK");
@@ -497,8 +509,9 @@ fn four_eyes_under_database_role_source_compares_database_users_not_asserted_ids
     let report = decide(&m, &r, &mut w).unwrap_err().report(&facts("SUBMITTED"));
     assert_eq!(report.sqlstate, "SM002");
     assert!(report.detail.unwrap().contains("database user app_login also performed SUBMIT"));
-    // Another database user approves, even asserting the same actor_id: allowed.
+    // Another database user approves: allowed.
     w.session_user = "reviewer_login".into();
+    w.database_actor = Some(ALICE);
     r.actor_id = Some(ALICE);
     assert_eq!(decide(&m, &r, &mut w).unwrap(), "APPROVED");
 }

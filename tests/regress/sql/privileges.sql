@@ -44,6 +44,7 @@ GRANT EXECUTE ON FUNCTION
     statemachine.add_evidence(uuid, text, text, text, uuid),
     statemachine.deactivate_evidence(uuid, uuid, text),
     statemachine.assign_case(uuid, uuid, text, uuid, uuid, text),
+    statemachine.database_actor_id(name),
     statemachine.release_assignment(uuid, uuid, text, uuid, uuid, text),
     statemachine.case_history(uuid),
     statemachine.state_at(uuid, timestamptz),
@@ -129,21 +130,27 @@ SELECT statemachine.register_guard('g', 'pg_catalog.now()', 'x');
 SELECT error_sqlstate FROM statemachine.evaluate_sql_guard('pg_catalog.now()', 'boolean', NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE
 
--- role_source database: actor_role must be a PostgreSQL role the session user is in.
-SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', 'a0000000-0000-0000-0000-000000000001', 'sm_outsider',
+-- role_source database: actor_role must be a PostgreSQL role the session user is in, and
+-- the actor is the session user itself (statemachine.database_actor_id()).
+SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', statemachine.database_actor_id(), 'sm_outsider',
        'c0000000-0000-0000-0000-000000000010', case_id => 'bb000000-0000-0000-0000-000000000002');
 \echo :LAST_ERROR_SQLSTATE
-SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', 'a0000000-0000-0000-0000-000000000001', 'sm_reviewer',
+SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', statemachine.database_actor_id(), 'sm_reviewer',
        'c0000000-0000-0000-0000-000000000010', case_id => 'bb000000-0000-0000-0000-000000000002');
-SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', 'a0000000-0000-0000-0000-000000000001',
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', statemachine.database_actor_id(),
        'sm_outsider', 'c0000000-0000-0000-0000-000000000011');
 \echo :LAST_ERROR_SQLSTATE
-SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', 'a0000000-0000-0000-0000-000000000001',
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH', statemachine.database_actor_id(),
        'ghost_role', 'c0000000-0000-0000-0000-000000000011');
 \echo :LAST_ERROR_SQLSTATE
 SELECT transition_code, allowed, blocked_by FROM statemachine.available_transitions('bb000000-0000-0000-0000-000000000002', 'sm_outsider');
 SELECT to_state, actor_role FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000002', 'FINISH',
-       'a0000000-0000-0000-0000-000000000001', 'sm_reviewer', 'c0000000-0000-0000-0000-000000000011');
+       statemachine.database_actor_id(), 'sm_reviewer', 'c0000000-0000-0000-0000-000000000011');
+-- Another actor_id than the session user's own: SM006, even in a role the user is in.
+\set VERBOSITY terse
+SELECT statemachine.create_case('db_roles', 'DB-2', 'a0000000-0000-0000-0000-000000000001', 'sm_reviewer', gen_random_uuid());
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 RESET SESSION AUTHORIZATION;
 
 -- A role without grants cannot even reach the schema.

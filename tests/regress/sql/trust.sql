@@ -280,10 +280,10 @@ DROP ROLE sm_time_app;
 SELECT statemachine.derived_id('timer', 'd0000000-0000-0000-0000-000000000070', 'EXPIRE', '0')
        <> md5('timer:d0000000-0000-0000-0000-000000000070:EXPIRE:0')::uuid AS not_the_old_md5;
 
--- 8. role_source database: every identity check uses the database identity. Four-eyes
--- compares database users (one login cannot submit and approve by asserting another
--- actor_id); only assign_roles may assign; corrections, dimensions and migrations check
--- that actor_role is a database role of the session user.
+-- 8. role_source database: every identity check uses the database identity. The actor is
+-- the session user (actor_id = statemachine.database_actor_id()): nobody acts as another;
+-- four-eyes compares database users; only assign_roles may assign; corrections,
+-- dimensions and migrations check actor_role against the session user too.
 CREATE ROLE sm_clerk LOGIN;
 CREATE ROLE sm_supervisor LOGIN;
 GRANT USAGE ON SCHEMA statemachine TO sm_clerk, sm_supervisor;
@@ -299,37 +299,43 @@ SELECT statemachine.define_machine('{"machine": "dbmode_sla", "role_source": "da
 \c - sm_clerk
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SELECT current_state FROM statemachine.create_case('dbmode', 'DB-1', 'a0000000-0000-0000-0000-00000000000c', 'sm_clerk',
+SELECT current_state FROM statemachine.create_case('dbmode', 'DB-1', statemachine.database_actor_id(), 'sm_clerk',
        'c0000000-0000-0000-0000-000000000080', case_id => 'd0000000-0000-0000-0000-000000000080');
-SELECT to_state FROM statemachine.transition_case('d0000000-0000-0000-0000-000000000080', 'SUBMIT', 'a0000000-0000-0000-0000-00000000000c',
+SELECT to_state FROM statemachine.transition_case('d0000000-0000-0000-0000-000000000080', 'SUBMIT', statemachine.database_actor_id(),
        'sm_clerk', gen_random_uuid());
 -- The clerk assigns itself as reviewer: not one of assign_roles, and not a member of it.
-SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', 'a0000000-0000-0000-0000-0000000000cc', 'REVIEWER',
-       'a0000000-0000-0000-0000-00000000000c', gen_random_uuid(), actor_role => 'sm_clerk');
+SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', statemachine.database_actor_id('sm_supervisor'), 'REVIEWER',
+       statemachine.database_actor_id(), gen_random_uuid(), actor_role => 'sm_clerk');
 \echo :LAST_ERROR_SQLSTATE
-SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', 'a0000000-0000-0000-0000-0000000000cc', 'REVIEWER',
-       'a0000000-0000-0000-0000-00000000000c', gen_random_uuid());
+SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', statemachine.database_actor_id('sm_supervisor'), 'REVIEWER',
+       statemachine.database_actor_id(), gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
-SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', 'a0000000-0000-0000-0000-0000000000cc', 'REVIEWER',
-       'a0000000-0000-0000-0000-00000000000c', gen_random_uuid(), actor_role => 'sm_supervisor');
+SELECT statemachine.assign_case('d0000000-0000-0000-0000-000000000080', statemachine.database_actor_id('sm_supervisor'), 'REVIEWER',
+       statemachine.database_actor_id(), gen_random_uuid(), actor_role => 'sm_supervisor');
 \echo :LAST_ERROR_SQLSTATE
 -- Dimensions and corrections check the asserted role against the session user too.
-SELECT statemachine.attach_dimension('d0000000-0000-0000-0000-000000000080', 'dbmode_sla', 'a0000000-0000-0000-0000-00000000000c',
+SELECT statemachine.attach_dimension('d0000000-0000-0000-0000-000000000080', 'dbmode_sla', statemachine.database_actor_id(),
        'sm_supervisor', gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
 SELECT statemachine.correct_transition((SELECT id FROM statemachine.case_history('d0000000-0000-0000-0000-000000000080') WHERE state_version = 1),
-       'OPEN', 'wrong button', 'a0000000-0000-0000-0000-00000000000c', 'sm_supervisor', gen_random_uuid());
+       'OPEN', 'wrong button', statemachine.database_actor_id(), 'sm_supervisor', gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
 \c - sm_supervisor
 \set VERBOSITY default
 \set SHOW_CONTEXT never
-SELECT role_code FROM statemachine.assign_case('d0000000-0000-0000-0000-000000000080', 'a0000000-0000-0000-0000-0000000000cc', 'REVIEWER',
-       'a0000000-0000-0000-0000-0000000000dd', gen_random_uuid(), actor_role => 'sm_supervisor');
+SELECT role_code FROM statemachine.assign_case('d0000000-0000-0000-0000-000000000080', statemachine.database_actor_id('sm_supervisor'), 'REVIEWER',
+       statemachine.database_actor_id(), gen_random_uuid(), actor_role => 'sm_supervisor');
 \c - sm_clerk
 \set VERBOSITY default
 \set SHOW_CONTEXT never
--- The same login approves what it submitted, asserting the reviewer's actor_id: refused.
-SELECT statemachine.transition_case('d0000000-0000-0000-0000-000000000080', 'APPROVE', 'a0000000-0000-0000-0000-0000000000cc',
+-- The clerk approves what it submitted: asserting the reviewer's actor_id is refused (it
+-- may act only as itself), and as itself four-eyes refuses (one database user did both).
+\set VERBOSITY terse
+SELECT statemachine.transition_case('d0000000-0000-0000-0000-000000000080', 'APPROVE', statemachine.database_actor_id('sm_supervisor'),
+       'sm_clerk', gen_random_uuid());
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT statemachine.transition_case('d0000000-0000-0000-0000-000000000080', 'APPROVE', statemachine.database_actor_id(),
        'sm_clerk', gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
 \c - postgres
@@ -339,7 +345,7 @@ SELECT statemachine.define_machine('{"machine": "dbmode", "description": "v2", "
   "states": [{"code": "OPEN", "initial": true}, {"code": "SUBMITTED"}, {"code": "APPROVED", "terminal": true}],
   "transitions": [{"code": "SUBMIT", "from": "OPEN", "to": "SUBMITTED"}, {"code": "APPROVE", "from": "SUBMITTED", "to": "APPROVED"}]}') AS version;
 SELECT statemachine.migrate_cases('dbmode', 1, 2, '{"OPEN": "OPEN", "SUBMITTED": "SUBMITTED", "APPROVED": "APPROVED"}',
-       'a0000000-0000-0000-0000-00000000000c', 'no_such_role', gen_random_uuid());
+       statemachine.database_actor_id(), 'no_such_role', gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
 DROP OWNED BY sm_clerk, sm_supervisor;
 DROP ROLE sm_clerk, sm_supervisor;
