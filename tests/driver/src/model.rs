@@ -8,17 +8,13 @@ use serde_json::json;
 use std::collections::HashMap;
 
 /// splitmix64: deterministic, seedable.
-struct Rng(u64);
+struct Rng(fastrand::Rng);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.usize(..n)
     }
     fn uuid(&mut self) -> String {
         let (a, b) = (self.next(), self.next());
@@ -98,7 +94,7 @@ fn sqlstate(e: &postgres::Error) -> String {
 
 /// Runs `machines` random machines with `commands` random commands each.
 pub fn run(c: &mut Client, machines: usize, commands: usize) -> Vec<(String, Result<(), String>)> {
-    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut rng = Rng(fastrand::Rng::with_seed(0x0123_4567_89ab_cdef));
     let mut checked = 0;
     let mut failures: Vec<String> = Vec::new();
     for m in 0..machines {
