@@ -27,6 +27,18 @@ ALTER EVENT TRIGGER statemachine_guard_drop ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER statemachine_guard_ddl IS 'Refuses DDL on the extension''s objects and their tables (statemachine.guard_ddl()).';
 COMMENT ON EVENT TRIGGER statemachine_guard_drop IS 'Refuses dropping anything on or in the extension''s schema but the extension itself (statemachine.guard_ddl()).';
 
+-- The record of the exception stays append-only under it: its guard triggers say so by
+-- their argument (which a rename of the table does not change), and the DDL guard refuses
+-- touching the table even under break_glass.
+DROP TRIGGER zz_guard_direct_write ON statemachine.break_glass_event;
+DROP TRIGGER zz_guard_direct_truncate ON statemachine.break_glass_event;
+CREATE TRIGGER zz_guard_direct_write BEFORE INSERT OR UPDATE OR DELETE ON statemachine.break_glass_event
+    FOR EACH ROW EXECUTE FUNCTION statemachine.guard_direct_write('append-only');
+CREATE TRIGGER zz_guard_direct_truncate BEFORE TRUNCATE ON statemachine.break_glass_event
+    FOR EACH STATEMENT EXECUTE FUNCTION statemachine.guard_direct_write('append-only');
+ALTER TABLE statemachine.break_glass_event ENABLE ALWAYS TRIGGER zz_guard_direct_write;
+ALTER TABLE statemachine.break_glass_event ENABLE ALWAYS TRIGGER zz_guard_direct_truncate;
+
 ------------------------------------------------------------------------------------------
 -- What no extension can stop, made visible: every way the guards are weakened.
 ------------------------------------------------------------------------------------------
@@ -79,6 +91,12 @@ AS $$
       LEFT JOIN pg_trigger tr ON tr.tgrelid = t.oid AND tr.tgname = g.tgname
      WHERE tr.oid IS NULL OR tr.tgenabled <> 'A' OR tr.tgfoid <> 'statemachine.guard_direct_write()'::regprocedure
         OR tr.tgtype <> g.tgtype
+    UNION ALL
+    -- ... the record of the exception keeping its append-only guard triggers,
+    SELECT t.relname::text, pg_catalog.format('guard trigger %s lost its append-only argument', tr.tgname)
+      FROM tables t JOIN pg_trigger tr ON tr.tgrelid = t.oid
+     WHERE t.relname = 'break_glass_event' AND tr.tgname IN ('zz_guard_direct_write', 'zz_guard_direct_truncate')
+       AND tr.tgnargs = 0
     UNION ALL
     -- ... which the catalog must not switch off wholesale,
     SELECT t.relname::text, 'relhastriggers is false: no trigger of the table fires'
@@ -331,6 +349,9 @@ REVOKE ALL ON FUNCTION statemachine.assign_case(uuid, uuid, text, uuid, uuid, te
 
 ALTER TABLE statemachine.case_state_transition ADD COLUMN row_hash bytea
     CONSTRAINT case_transition_row_hash_chk CHECK (pg_catalog.octet_length(row_hash) = 32);
+ALTER TABLE statemachine.case_file ADD COLUMN history_head bytea
+    CONSTRAINT case_file_history_head_chk CHECK (pg_catalog.octet_length(history_head) = 32);
+COMMENT ON COLUMN statemachine.case_file.history_head IS 'The seal (row_hash) of the case''s latest history row: what the next row chains to, read under the case''s row lock.';
 COMMENT ON COLUMN statemachine.case_state_transition.row_hash IS 'SHA-256 seal of the row: every column, its evidence links, guard results and correction, chained to the case''s previous row (verify_history checks it).';
 
 CREATE FUNCTION statemachine.history_digest() RETURNS text

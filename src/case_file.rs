@@ -8,11 +8,13 @@ use crate::sql_function;
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal, Report};
 
-/// The transition's view of its case, locked, with the hash of its latest history row.
+/// The transition's view of its case, locked, with the hash of its latest history row —
+/// kept on the case row itself, so that a transition that waited for the lock reads the
+/// head its predecessor wrote (a subquery would see the snapshot from before the wait).
 pub static LOCK_FOR_TRANSITION: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, c.machine_version_id, \
                  c.root_case_id, pg_catalog.cardinality(c.dimensions) OPERATOR(pg_catalog.>) 0, \
-                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+                 c.history_head \
           FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };

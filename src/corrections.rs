@@ -25,7 +25,7 @@ static LOCK_FOR_CORRECTION: Stmt = Stmt {
     sql: "SELECT c.current_state, c.state_version, c.state_entered_at, c.updated_at, v.corrections, v.machine, v.version, \
                  EXISTS (SELECT 1 FROM ONLY statemachine.state s WHERE s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id \
                          AND s.code OPERATOR(pg_catalog.=) $2), c.machine_version_id, \
-                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+                 c.history_head \
           FROM ONLY statemachine.case_file c JOIN ONLY statemachine.machine_version v ON v.id OPERATOR(pg_catalog.=) c.machine_version_id \
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF c",
     args: &[UUID, TEXT],

@@ -6,18 +6,18 @@ use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::facts::database_identity_refusal;
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
-use crate::spi::{Spi, Stmt, INT4, JSONB, TEXT, TIMESTAMPTZ, UUID};
+use crate::spi::{Spi, Stmt, BYTEA, INT4, JSONB, TEXT, TIMESTAMPTZ, UUID};
 use crate::{machines, sql_function};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::definition::CREATE_CODE;
 use statemachine_core::{CaseFacts, CompiledMachine, Refusal};
 
 static INSERT_CASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
-              current_state, state_version, state_entered_at, created_at, updated_at, metadata, root_case_id) \
-          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb), $9) \
+              current_state, state_version, state_entered_at, created_at, updated_at, metadata, root_case_id, history_head) \
+          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb), $9, $10) \
           ON CONFLICT DO NOTHING RETURNING c",
-    args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB, UUID],
+    args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB, UUID, BYTEA],
 };
 static EXISTING_CASE: Stmt = Stmt {
     sql: "SELECT c.id, c.machine, c.case_number FROM ONLY statemachine.case_file c \
@@ -51,23 +51,6 @@ pub fn insert_case(
     // The CREATE row moves nothing (CaseMove::Stay): no UPDATE of case_file.
     const WRITES: &[Grant] = &[("case_file", Op::Insert), ("case_state_transition", Op::Insert)];
     let _door = door::open(WRITES);
-    let inserted = spi.run(
-        &INSERT_CASE,
-        &[
-            Some(case_d),
-            Some(text_datum(&machine.machine)),
-            Some(pg_sys::Datum::from(machine.version)),
-            Some(uuid_datum(&new.version_id)),
-            Some(text_datum(new.case_number)),
-            Some(text_datum(&machine.initial)),
-            Some(pg_sys::Datum::from(now)),
-            new.metadata,
-            new.root,
-        ],
-        1,
-    );
-    let Some(case_row) = inserted.get(0, 1) else { return Ok(None) };
-    let case_row = spi.keep(case_row);
     let entry = Entry {
         id: history::row_id(now),
         case: case_d,
@@ -92,7 +75,27 @@ pub fn insert_case(
         guards: Vec::new(),
         correction: None,
     };
-    if history::append(spi, &entry, CaseMove::Stay).is_none() {
+    // Sealed first: the case row carries the CREATE row's hash as its history_head.
+    let seal = history::seal(&entry);
+    let inserted = spi.run(
+        &INSERT_CASE,
+        &[
+            Some(case_d),
+            Some(text_datum(&machine.machine)),
+            Some(pg_sys::Datum::from(machine.version)),
+            Some(uuid_datum(&new.version_id)),
+            Some(text_datum(new.case_number)),
+            Some(text_datum(&machine.initial)),
+            Some(pg_sys::Datum::from(now)),
+            new.metadata,
+            new.root,
+            seal.hash.to_vec().into_datum(),
+        ],
+        1,
+    );
+    let Some(case_row) = inserted.get(0, 1) else { return Ok(None) };
+    let case_row = spi.keep(case_row);
+    if history::append_sealed(spi, &entry, &seal, CaseMove::Stay).is_none() {
         return Err(match commands::find(spi, command_d) {
             Some(p) => commands::conflict(&p, requested.to_owned()),
             None => Refusal::CommandInFlight.report(&CaseFacts::default()),

@@ -63,13 +63,16 @@ static TOUCHED: Stmt = Stmt {
 };
 
 /// Objects a DROP removed from the extension's schema or from its tables, unless the
-/// extension itself is among the dropped objects.
+/// extension itself is among the dropped objects. The internal triggers a user's foreign
+/// key to an extension table keeps there go with that key and are not counted.
 static DROPPED: Stmt = Stmt {
     sql: "SELECT 'DROP', o.object_type, COALESCE(o.object_identity, '') \
             FROM pg_catalog.pg_event_trigger_dropped_objects() o \
            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() x \
                               WHERE x.object_type OPERATOR(pg_catalog.=) 'extension' \
                                 AND x.object_identity OPERATOR(pg_catalog.=) 'pg_statemachine') \
+             AND NOT (o.object_type OPERATOR(pg_catalog.=) 'trigger' AND NOT o.original \
+                      AND o.object_identity OPERATOR(pg_catalog.~~) '\"RI_ConstraintTrigger%') \
              AND (o.schema_name OPERATOR(pg_catalog.=) 'statemachine' \
                OR (o.object_type OPERATOR(pg_catalog.=) 'schema' AND o.object_identity OPERATOR(pg_catalog.=) 'statemachine') \
                OR o.object_identity OPERATOR(pg_catalog.~~) '% on statemachine.%' \
@@ -89,6 +92,35 @@ enum Statement {
     Other,
 }
 
+/// Under break_glass, what a finished command touched of an append-only table (its guard
+/// triggers carry the argument 'append-only': break_glass_event): the table itself (ALTER,
+/// DISABLE TRIGGER, RENAME …), a trigger or rule on it. The exception repairs cases; it
+/// never erases its own record.
+static APPEND_ONLY_TOUCHED: Stmt = Stmt {
+    sql: "WITH guarded AS (SELECT g.tgrelid AS relid FROM pg_catalog.pg_trigger g \
+                            WHERE g.tgname OPERATOR(pg_catalog.~~) 'zz_guard_direct_%' AND g.tgnargs OPERATOR(pg_catalog.>) 0) \
+          SELECT c.command_tag, c.object_type, COALESCE(c.object_identity, '') \
+            FROM pg_catalog.pg_event_trigger_ddl_commands() c \
+           WHERE (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                  AND c.objid IN (SELECT relid FROM guarded)) \
+              OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND EXISTS ( \
+                  SELECT 1 FROM pg_catalog.pg_trigger t JOIN guarded ON guarded.relid OPERATOR(pg_catalog.=) t.tgrelid \
+                   WHERE t.oid OPERATOR(pg_catalog.=) c.objid)) \
+              OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND EXISTS ( \
+                  SELECT 1 FROM pg_catalog.pg_rewrite r JOIN guarded ON guarded.relid OPERATOR(pg_catalog.=) r.ev_class \
+                   WHERE r.oid OPERATOR(pg_catalog.=) c.objid)) \
+           ORDER BY 3",
+    args: &[],
+};
+static APPEND_ONLY_DROPPED: Stmt = Stmt {
+    sql: "SELECT 'DROP', o.object_type, COALESCE(o.object_identity, '') \
+            FROM pg_catalog.pg_event_trigger_dropped_objects() o \
+           WHERE o.object_identity OPERATOR(pg_catalog.~~) '% on statemachine.break_glass_event' \
+              OR o.object_identity OPERATOR(pg_catalog.=) 'statemachine.break_glass_event' \
+           ORDER BY 3",
+    args: &[],
+};
+
 /// The extension's own script is running (CREATE EXTENSION or ALTER EXTENSION … UPDATE).
 fn in_own_script() -> bool {
     // SAFETY: reads two backend globals set by extension.c for the duration of a script.
@@ -99,6 +131,15 @@ fn extension_oid() -> Option<pg_sys::Oid> {
     // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid instead of raising.
     let oid = unsafe { pg_sys::get_extension_oid(c"pg_statemachine".as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// (command tag, "type identity") of each object `stmt` finds.
+fn touched_by(stmt: &'static Stmt) -> Vec<(String, String)> {
+    // Not read-only: a read-only connection would read the catalog on the snapshot from
+    // before the command, missing the objects it just made.
+    let spi = Spi::connect();
+    let rows = spi.run(stmt, &[], 0);
+    (0..rows.count).filter_map(|i| Some((rows.text(i, 1)?, format!("{} {}", rows.text(i, 2)?, rows.text(i, 3)?)))).collect()
 }
 
 fn refuse(command: &str, touched: Vec<String>) -> statemachine_core::Report {
@@ -140,21 +181,23 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
         return Ok(pg_sys::Datum::from(0usize));
     }
     let alters_extension_contents = statement == Statement::ChangesMembers;
-    if door::glass_broken() || in_own_script() {
+    if in_own_script() {
         return Ok(pg_sys::Datum::from(0usize));
+    }
+    if door::glass_broken() {
+        let touched = touched_by(if event == "sql_drop" { &APPEND_ONLY_DROPPED } else { &APPEND_ONLY_TOUCHED });
+        return match touched.first() {
+            None => Ok(pg_sys::Datum::from(0usize)),
+            Some((command, _)) => {
+                let command = command.clone();
+                Err(refuse(&command, touched.into_iter().map(|(_, object)| object).collect()))
+            }
+        };
     }
     if alters_extension_contents {
         return Err(refuse("ALTER EXTENSION pg_statemachine ADD/DROP", vec!["extension pg_statemachine".into()]));
     }
-    let touched: Vec<(String, String)> = {
-        // Not read-only: a read-only connection would read the catalog on the snapshot
-        // from before the command, missing the objects it just made.
-        let spi = Spi::connect();
-        let rows = spi.run(if event == "sql_drop" { &DROPPED } else { &TOUCHED }, &[], 0);
-        (0..rows.count)
-            .filter_map(|i| Some((rows.text(i, 1)?, format!("{} {}", rows.text(i, 2)?, rows.text(i, 3)?))))
-            .collect()
-    };
+    let touched = touched_by(if event == "sql_drop" { &DROPPED } else { &TOUCHED });
     match touched.first() {
         None => Ok(pg_sys::Datum::from(0usize)),
         Some((command, _)) => {

@@ -310,14 +310,43 @@ fn search_path_problem(search_path: Option<&str>, language: &str) -> Option<Stri
             "is LANGUAGE {language} without SET search_path; pin it with pg_temp last (e.g. SET search_path = myschema, pg_temp) so a caller's temporary objects cannot stand in for what it reads"
         ));
     };
-    let schemas: Vec<String> = path.split(',').map(|s| s.trim().trim_matches('"').to_lowercase()).filter(|s| !s.is_empty()).collect();
+    let schemas = search_path_schemas(path);
     match schemas.iter().position(|s| s == "pg_temp") {
         Some(i) if i + 1 == schemas.len() => None,
         _ => Some(format!(
-            "has SET search_path = {path}, which searches pg_temp before the schemas it names; put pg_temp last (e.g. SET search_path = {}, pg_temp)",
-            schemas.iter().filter(|s| *s != "pg_temp").cloned().collect::<Vec<_>>().join(", ")
+            "has SET search_path = {path}, which searches pg_temp before the schemas it names; name pg_temp last (SET search_path = <its schemas>, pg_temp)"
         )),
     }
+}
+
+/// The schema names of a search_path setting, as PostgreSQL splits it: commas separate
+/// names except inside double quotes; unquoted names fold to lower case ("x, pg_temp"
+/// quoted is one schema of that name, not pg_temp).
+fn search_path_schemas(path: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let (mut name, mut quoted, mut in_quotes) = (String::new(), false, false);
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                name.push('"');
+                chars.next();
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                quoted = true;
+            }
+            ',' if !in_quotes => {
+                names.push(std::mem::take(&mut name));
+                quoted = false;
+            }
+            c if in_quotes => name.push(c),
+            c if c.is_whitespace() => {}
+            c => name.push(if quoted { c } else { c.to_ascii_lowercase() }),
+        }
+    }
+    names.push(name);
+    names.into_iter().filter(|n| !n.is_empty()).collect()
 }
 
 fn register_guard(args: &Args) -> SmResult<pg_sys::Datum> {

@@ -15,6 +15,24 @@ use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
 use std::ffi::CStr;
 
+/// Whether the firing guard trigger was created with the argument 'append-only'.
+///
+/// # Safety
+/// `td` must be the call's TriggerData.
+unsafe fn append_only(td: *mut pg_sys::TriggerData) -> bool {
+    // SAFETY: the trigger manager's Trigger of this call; tgargs holds tgnargs C strings.
+    unsafe {
+        let trigger = (*td).tg_trigger;
+        !trigger.is_null()
+            && (*trigger).tgnargs > 0
+            && !(*trigger).tgargs.is_null()
+            && CStr::from_ptr(*(*trigger).tgargs).to_bytes() == APPEND_ONLY.as_bytes()
+    }
+}
+
+/// The guard trigger argument of tables that stay append-only under break_glass.
+pub const APPEND_ONLY: &str = "append-only";
+
 /// The attribute number of case_file.metadata, the one column a direct UPDATE may change
 /// (guard_weaknesses() reports a catalog where that number names another column).
 pub const CASE_FILE_METADATA_ATTNUM: usize = 11;
@@ -60,9 +78,11 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
             }
         }
         // The audited exception (restore, emergency repair): the (sub)transaction that
-        // called break_glass(), and only it; its own record stays append-only (a restore
-        // may add rows to it, nobody may change or remove one).
-        if door::glass_broken() && (table != BREAK_GLASS_TABLE || op == pg_sys::TRIGGER_EVENT_INSERT) {
+        // called break_glass(), and only it. A table whose guard trigger says
+        // 'append-only' (break_glass_event, the record of the exception itself) takes
+        // rows under it (a restore) but never loses or changes one — told by the trigger's
+        // argument, which a rename of the table does not change.
+        if door::glass_broken() && (!append_only(td) || op == pg_sys::TRIGGER_EVENT_INSERT) {
             return Ok(row);
         }
         if row_level && op == pg_sys::TRIGGER_EVENT_UPDATE && in_schema && table == "case_file" && only_metadata_changed(td) {

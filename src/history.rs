@@ -30,7 +30,8 @@ static APPEND: Stmt = Stmt {
               ON CONFLICT (command_id) DO NOTHING RETURNING t), \
           u AS ( \
               UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
-                  updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id) \
+                  updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \
+                  history_head = $23 \
               WHERE $21 AND c.id OPERATOR(pg_catalog.=) $2 AND EXISTS (SELECT 1 FROM t) RETURNING 1) \
           SELECT t.t FROM t",
     args: &[
@@ -120,15 +121,30 @@ pub enum CaseMove {
     To { entered_at: pg_sys::TimestampTz, version_id: Option<[u8; 16]> },
 }
 
+/// A row's seal: its hash and the database user it is recorded by.
+pub struct Seal {
+    pub hash: [u8; 32],
+    recorded_by: String,
+}
+
+/// Seals `entry` (the hash its row will carry; the case's history_head after it).
+pub fn seal(entry: &Entry<'_>) -> Seal {
+    let recorded_by = crate::facts::session_user();
+    Seal { hash: row_hash(&entry.prev_hash, &entry.sealed(recorded_by.clone())), recorded_by }
+}
+
 /// Appends `entry` (and moves the case as told). `None`: the command id is already
 /// taken, by a committed command this one waited for — nothing was written.
 pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sys::Datum> {
+    append_sealed(spi, entry, &seal(entry), case_move)
+}
+
+/// [`append`] with the seal already computed (creation needs it before the case row).
+pub fn append_sealed(spi: &Spi, entry: &Entry<'_>, seal: &Seal, case_move: CaseMove) -> Option<pg_sys::Datum> {
     let (moves, entered_at, version_id) = match case_move {
         CaseMove::Stay => (false, None, None),
         CaseMove::To { entered_at, version_id } => (true, Some(pg_sys::Datum::from(entered_at)), version_id.map(|v| uuid_datum(&v))),
     };
-    let recorded_by = crate::facts::session_user();
-    let hash = row_hash(&entry.prev_hash, &entry.sealed(recorded_by.clone()));
     let rows = spi.run(
         &APPEND,
         &[
@@ -153,8 +169,8 @@ pub fn append(spi: &Spi, entry: &Entry<'_>, case_move: CaseMove) -> Option<pg_sy
             entered_at,
             version_id,
             Some(pg_sys::Datum::from(moves)),
-            Some(text_datum(&recorded_by)),
-            hash.to_vec().into_datum(),
+            Some(text_datum(&seal.recorded_by)),
+            seal.hash.to_vec().into_datum(),
         ],
         1,
     );

@@ -76,6 +76,14 @@ static VERSIONS: Stmt = Stmt {
            WHERE $1 IS NULL OR v.published_at OPERATOR(pg_catalog.<=) $1 ORDER BY v.machine, v.version",
     args: &[TIMESTAMPTZ],
 };
+/// Each case's history_head set to its latest row's seal (after sealing old rows).
+static SET_HEADS: Stmt = Stmt {
+    sql: "UPDATE ONLY statemachine.case_file c SET history_head = t.row_hash \
+            FROM ONLY statemachine.case_state_transition t \
+           WHERE t.case_id OPERATOR(pg_catalog.=) c.id AND t.state_version OPERATOR(pg_catalog.=) c.state_version \
+             AND c.history_head IS DISTINCT FROM t.row_hash",
+    args: &[],
+};
 static SEAL_ROW: Stmt = Stmt {
     sql: "UPDATE ONLY statemachine.case_state_transition SET row_hash = $2 WHERE id OPERATOR(pg_catalog.=) $1 AND row_hash IS NULL",
     args: &[UUID, BYTEA],
@@ -326,7 +334,8 @@ fn verify_history(a: &Args) -> SmResult<pg_sys::Datum> {
 }
 
 /// Seals the rows that have no hash yet (those written before 0.3.0), case by case in
-/// version order, chaining to the stored hash of the row before. Returns how many.
+/// version order, chaining to the stored hash of the row before, and sets each case's
+/// history_head to its latest row's seal. Returns how many rows it sealed.
 fn seal_history(_: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("seal_history")?;
     let spi = Spi::connect();
@@ -343,11 +352,12 @@ fn seal_history(_: &Args) -> SmResult<pg_sys::Datum> {
         });
         prev = hash;
     });
-    const WRITES: &[Grant] = &[("case_state_transition", Op::Update)];
+    const WRITES: &[Grant] = &[("case_state_transition", Op::Update), ("case_file", Op::Update)];
     let _door = door::open(WRITES);
     for (id, hash) in &todo {
         spi.run(&SEAL_ROW, &[Some(crate::fmgr::uuid_datum(id)), hash.to_vec().into_datum()], 0);
     }
+    spi.run(&SET_HEADS, &[], 0);
     Ok(pg_sys::Datum::from(todo.len() as i64))
 }
 

@@ -26,14 +26,14 @@ static STATE_CODES: Stmt = Stmt {
 };
 static CASES_OF_VERSION: Stmt = Stmt {
     sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at, \
-                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+                 c.history_head \
           FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id",
     args: &[UUID],
 };
 /// The same, locked: a real migration holds its cases until it commits.
 static LOCK_CASES_OF_VERSION: Stmt = Stmt {
     sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at, \
-                 (SELECT p.row_hash FROM ONLY statemachine.case_state_transition p WHERE p.case_id OPERATOR(pg_catalog.=) c.id AND p.state_version OPERATOR(pg_catalog.=) c.state_version) \
+                 c.history_head \
           FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
     args: &[UUID],
 };

@@ -244,6 +244,9 @@ fn check_due(b: &mut Builder, rule: &Rule, facts: &mut dyn Facts) -> bool {
     )
 }
 
+/// The actor run_due_transitions performs timed transitions as.
+pub const TIMER_ACTOR: [u8; 16] = [0; 16];
+
 /// The check name of a timed transition's due time.
 pub const AFTER_CHECK: &str = "after";
 
@@ -261,6 +264,9 @@ fn check_role(b: &mut Builder, machine: &CompiledMachine, rule: &Rule, req: &Req
     } else if machine.role_source == RoleSource::Database {
         match facts.membership(role) {
             Membership::Member => match req.actor_id {
+                // The timer actor of a timed rule is the system, not a person: it can only
+                // perform what is due anyway (check_due).
+                Some(actor) if actor == TIMER_ACTOR && rule.after.is_some() => Ok(()),
                 // The asserted actor must be the session user's own identity.
                 Some(actor) if facts.database_actor_id() != Some(actor) => {
                     Err(Refusal::ActorNotSessionUser { code: rule.code.clone(), actor_id: actor, session_user: facts.session_user() })

@@ -58,7 +58,8 @@ SELECT count(*) FROM statemachine.transition_throughput(now() + interval '1 minu
 -- BRIN index on occurred_at only wins on a large history: docs/analytics.md shows that plan).
 SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT * FROM statemachine.case_file c
- WHERE c.machine = 'investigation' AND c.current_state = 'SUBMITTED' AND c.state_entered_at < now() - interval '2 days';
+ WHERE c.machine = 'investigation' AND c.current_state = 'SUBMITTED' AND c.state_entered_at < now() - interval '2 days'
+ ORDER BY c.state_entered_at;
 EXPLAIN (COSTS OFF) SELECT p.occurred_at FROM statemachine.case_state_transition p
  WHERE p.case_id = 'b0000000-0000-0000-0000-000000000001' AND p.state_version < 3 ORDER BY p.state_version DESC LIMIT 1;
 RESET enable_seqscan;

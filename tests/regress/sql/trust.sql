@@ -90,6 +90,12 @@ DROP TABLE statemachine.not_ours;
 COMMIT;
 DROP SCHEMA app CASCADE;
 DROP ROLE sm_app_owner;
+-- A table of the application's that refers to cases (the tutorial's product table) comes
+-- and goes freely: its foreign key's internal triggers on case_file go with it.
+CREATE TABLE public.product_case (product_id int PRIMARY KEY, case_id uuid REFERENCES statemachine.case_file (id));
+ALTER TABLE public.product_case DROP CONSTRAINT product_case_case_id_fkey;
+ALTER TABLE public.product_case ADD FOREIGN KEY (case_id) REFERENCES statemachine.case_file (id);
+DROP TABLE public.product_case;
 
 -- 3. break_glass is a fact of the (sub)transaction that called it: a savepoint rolled
 -- back takes it along; a committed savepoint hands it to its parent.
@@ -132,6 +138,24 @@ DELETE FROM statemachine.break_glass_event;
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 
+-- Nor can the exception's own record be taken apart under it: renamed, its guard triggers
+-- disabled or dropped, truncated.
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('try to erase the record');
+SAVEPOINT a;
+ALTER TABLE statemachine.break_glass_event RENAME TO bge;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO a;
+ALTER TABLE statemachine.break_glass_event DISABLE TRIGGER ALL;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO a;
+DROP TRIGGER zz_guard_direct_write ON statemachine.break_glass_event;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO a;
+TRUNCATE statemachine.break_glass_event;
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
 -- 4. The door opens for the table and operation the write path is about to write: a rule
 -- planted under the exception cannot ride add_evidence into case_file.
 BEGIN;
@@ -168,6 +192,11 @@ SELECT metadata FROM statemachine.case_file WHERE id = :'case_id';
 CREATE FUNCTION policy.temp_first(case_id uuid, context jsonb) RETURNS boolean
     LANGUAGE sql STABLE SET search_path = policy AS 'SELECT bool_and(ok) FROM approval_policy';
 SELECT statemachine.register_guard('temp_first', 'policy.temp_first(uuid,jsonb)', 'x');
+\echo :LAST_ERROR_SQLSTATE
+-- One quoted schema named "policy, pg_temp" is not pg_temp last.
+CREATE FUNCTION policy.quoted_path(case_id uuid, context jsonb) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = "policy, pg_temp" AS 'SELECT true';
+SELECT statemachine.register_guard('quoted_path', 'policy.quoted_path(uuid,jsonb)', 'x');
 \echo :LAST_ERROR_SQLSTATE
 CREATE FUNCTION policy.unpinned(case_id uuid, context jsonb) RETURNS boolean
     LANGUAGE sql STABLE AS 'SELECT true';
@@ -347,6 +376,21 @@ SELECT statemachine.define_machine('{"machine": "dbmode", "description": "v2", "
 SELECT statemachine.migrate_cases('dbmode', 1, 2, '{"OPEN": "OPEN", "SUBMITTED": "SUBMITTED", "APPROVED": "APPROVED"}',
        statemachine.database_actor_id(), 'no_such_role', gen_random_uuid());
 \echo :LAST_ERROR_SQLSTATE
+-- Timers still fire on such a machine: the system actor of a timed rule (in role SYSTEM,
+-- a database role here) performs only what is due.
+CREATE ROLE "SYSTEM" NOLOGIN;
+SELECT statemachine.define_machine('{"machine": "dbmode_timer", "role_source": "database",
+  "states": [{"code": "OPEN", "initial": true}, {"code": "EXPIRED", "terminal": true}],
+  "transitions": [{"code": "EXPIRE", "from": "OPEN", "to": "EXPIRED", "after": "1 second", "reasons": [{"code": "TIMER", "label": "Timer"}]}]}') AS version;
+SELECT current_state FROM statemachine.create_case('dbmode_timer', 'DT-1', statemachine.database_actor_id(), 'SYSTEM', gen_random_uuid(),
+       case_id => 'd0000000-0000-0000-0000-000000000090');
+BEGIN;
+SELECT count(*) FROM statemachine.break_glass('backdate a timer case');
+UPDATE statemachine.case_file SET state_entered_at = now() - interval '1 hour', updated_at = now() - interval '1 hour'
+ WHERE id = 'd0000000-0000-0000-0000-000000000090';
+COMMIT;
+SELECT case_id, transition_code, ok, to_state, error_sqlstate FROM statemachine.run_due_transitions(10);
+DROP ROLE "SYSTEM";
 DROP OWNED BY sm_clerk, sm_supervisor;
 DROP ROLE sm_clerk, sm_supervisor;
 
