@@ -4,7 +4,7 @@
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
 use crate::history;
-use crate::spi::{Spi, Stmt, BOOL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
+use crate::spi::{Spi, Stmt, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::sql_function;
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::{CaseFacts, EvidenceFact, Refusal, Rule};
@@ -15,16 +15,11 @@ static EVIDENCE_ROWS: Stmt = Stmt {
           LEFT JOIN ONLY statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
     args: &[UUID_ARRAY],
 };
-/// purpose: `required` when the item met requires_evidence ($2; of a listed type when
-/// $3 lists types), else `supporting`.
+/// The links [`links`] decided, in one statement.
 static LINK_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_transition_evidence (transition_id, evidence_id, purpose) \
-          SELECT DISTINCT $1::pg_catalog.uuid, e.id, \
-                 CASE WHEN $2 AND ($3 IS NULL OR e.evidence_type OPERATOR(pg_catalog.=) ANY ($3)) \
-                      THEN 'required' ELSE 'supporting' END \
-          FROM pg_catalog.unnest($4::pg_catalog.uuid[]) AS u(id) \
-          JOIN ONLY statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id",
-    args: &[UUID, BOOL, TEXT_ARRAY, UUID_ARRAY],
+          SELECT $1, u.id, u.purpose FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.uuid[]), pg_catalog.unnest($3::pg_catalog.text[])) AS u(id, purpose)",
+    args: &[UUID, UUID_ARRAY, TEXT_ARRAY],
 };
 static INSERT_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_evidence (id, case_id, evidence_type, storage_uri, content_hash, submitted_by, submitted_at) \
@@ -64,7 +59,7 @@ pub fn facts(spi: &Spi, ids: Option<pg_sys::Datum>) -> Vec<EvidenceFact> {
 
 /// The links [`link`] will record for a transition by `rule`: each existing evidence item
 /// passed, once, `required` when it meets requires_evidence (of a listed type when the rule
-/// lists types), else `supporting` — the same decision LINK_EVIDENCE makes in SQL.
+/// lists types), else `supporting`. The seal covers this list, and [`link`] inserts it as is.
 pub fn links(evidence: &[EvidenceFact], rule: &Rule) -> Vec<([u8; 16], String)> {
     let types = rule.evidence.types();
     let mut out: Vec<([u8; 16], String)> = Vec::new();
@@ -79,14 +74,14 @@ pub fn links(evidence: &[EvidenceFact], rule: &Rule) -> Vec<([u8; 16], String)> 
     out
 }
 
-/// Links the evidence `ids` passed with a transition to its history row; the door must be open.
-pub fn link(spi: &Spi, transition_id: &[u8; 16], rule: &Rule, ids: pg_sys::Datum) {
-    let types = Some(rule.evidence.types().to_vec()).filter(|t| !t.is_empty()).and_then(IntoDatum::into_datum);
-    spi.run(
-        &LINK_EVIDENCE,
-        &[Some(uuid_datum(transition_id)), Some(pg_sys::Datum::from(rule.requires_evidence())), types, Some(ids)],
-        0,
-    );
+/// Records a transition's evidence `links`; the door must be open.
+pub fn link(spi: &Spi, transition_id: &[u8; 16], links: &[([u8; 16], String)]) {
+    if links.is_empty() {
+        return;
+    }
+    let ids: Vec<pgrx::Uuid> = links.iter().map(|(id, _)| pgrx::Uuid::from_bytes(*id)).collect();
+    let purposes: Vec<&str> = links.iter().map(|(_, purpose)| purpose.as_str()).collect();
+    spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(transition_id)), ids.into_datum(), purposes.into_datum()], 0);
 }
 
 fn add_evidence(a: &Args) -> SmResult<pg_sys::Datum> {

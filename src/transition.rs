@@ -154,9 +154,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         // SM008. (Not finding that row would mean it is invisible to us: retry.)
         return refuse(Refusal::CommandInFlight);
     };
-    if let Some(ids) = evidence_d.filter(|_| !evidence.is_empty()) {
-        evidence::link(spi, &transition_id, rule, ids);
-    }
+    evidence::link(spi, &transition_id, &entry.links);
     if let Some(event_type) = &rule.emit {
         outbox::emit(spi, event_type, &transition_id, now);
     }
