@@ -8,7 +8,7 @@ use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal, Report};
 
 static FIND_COMMAND: Stmt = Stmt {
-    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c, t.id, t.command_id \
+    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c, t.id, t.command_id, t.to_state \
           FROM ONLY statemachine.case_state_transition t JOIN ONLY statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
           WHERE t.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
@@ -24,6 +24,7 @@ pub struct PriorCommand {
     pub case_row: pg_sys::Datum,
     pub transition_id: [u8; 16],
     pub command_id: [u8; 16],
+    pub to_state: String,
 }
 
 /// The history row (and its case) a command id already recorded, if any. The row datums
@@ -39,6 +40,7 @@ pub fn find(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
         case_row: r.get(0, 6)?,
         transition_id: r.uuid(0, 7)?,
         command_id: r.uuid(0, 8)?,
+        to_state: r.text(0, 9)?,
     })
 }
 
@@ -56,20 +58,44 @@ pub fn conflict(prior: &PriorCommand, requested: String) -> Report {
         .report(&CaseFacts::default())
 }
 
-/// Before raising a refusal of transition `code` on `case_id`: a replay of an earlier
+/// What a command asked for: a transition by code (transition_case) or by the state it
+/// leads to (transition_to).
+#[derive(Clone, Copy)]
+pub enum Requested<'a> {
+    Code(&'a str),
+    ToState(&'a str),
+}
+
+impl Requested<'_> {
+    fn made_by(&self, p: &PriorCommand) -> bool {
+        match self {
+            Requested::Code(code) => p.code == *code,
+            Requested::ToState(state) => p.to_state == *state && p.code != "CREATE",
+        }
+    }
+
+    fn describe(&self, case_id: &[u8; 16]) -> String {
+        match self {
+            Requested::Code(code) => format!("transition {code} on case {}", uuid_string(case_id)),
+            Requested::ToState(state) => format!("transition to {state} on case {}", uuid_string(case_id)),
+        }
+    }
+}
+
+/// Before raising a refusal of what was `requested` on `case_id`: a replay of an earlier
 /// command returns that command's row instead (the case may have moved on since), a
 /// reuse for something else is SM008.
 pub fn replay_or_refuse(
     spi: &Spi,
     command_id: pg_sys::Datum,
     case_id: &[u8; 16],
-    code: &str,
+    requested: Requested<'_>,
     refusal: Refusal,
     facts: &CaseFacts,
 ) -> SmResult<pg_sys::Datum> {
     match find(spi, command_id) {
-        Some(p) if &p.case_id == case_id && p.code == code => Ok(spi.keep(p.transition_row)),
-        Some(p) => Err(conflict(&p, format!("transition {code} on case {}", uuid_string(case_id)))),
+        Some(p) if &p.case_id == case_id && requested.made_by(&p) => Ok(spi.keep(p.transition_row)),
+        Some(p) => Err(conflict(&p, requested.describe(case_id))),
         None => Err(refusal.report(facts)),
     }
 }

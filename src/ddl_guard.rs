@@ -82,6 +82,41 @@ static DROPPED: Stmt = Stmt {
     args: &[],
 };
 
+/// Governed tables (those carrying the governed-row trigger) whose guard a finished
+/// command weakened: the trigger not ENABLE ALWAYS or renamed, a column it names (its
+/// arguments: key, state) renamed or dropped.
+static GOVERNED_WEAKENED: Stmt = Stmt {
+    sql: "SELECT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
+            FROM pg_catalog.pg_trigger t \
+            CROSS JOIN LATERAL (VALUES \
+                 (CASE WHEN t.tgenabled OPERATOR(pg_catalog.<>) 'A' THEN pg_catalog.format('trigger %s is not ENABLE ALWAYS', t.tgname) END), \
+                 (CASE WHEN t.tgname OPERATOR(pg_catalog.<>) ALL (ARRAY['zz_statemachine_governed', 'zz_statemachine_governed_truncate']) \
+                       THEN pg_catalog.format('trigger renamed to %s', t.tgname) END), \
+                 (CASE WHEN t.tgnargs OPERATOR(pg_catalog.<>) 2 OR EXISTS ( \
+                           SELECT 1 FROM pg_catalog.generate_series(1, 2) n \
+                            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                                               WHERE a.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND NOT a.attisdropped \
+                                                 AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) \
+                                                     pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\\000', n))) \
+                       THEN 'a governed column was renamed or dropped' END)) AS w(problem) \
+           WHERE t.tgfoid OPERATOR(pg_catalog.=) 'statemachine.guard_governed_row()'::pg_catalog.regprocedure \
+             AND w.problem IS NOT NULL \
+           ORDER BY 3",
+    args: &[],
+};
+/// The governed-row triggers a DROP removed (a DROP TRIGGER, or of the table itself).
+static GOVERNED_DROPPED: Stmt = Stmt {
+    sql: "SELECT 'DROP', o.object_type, COALESCE(o.object_identity, '') \
+            FROM pg_catalog.pg_event_trigger_dropped_objects() o \
+           WHERE o.object_type OPERATOR(pg_catalog.=) 'trigger' \
+             AND o.object_identity OPERATOR(pg_catalog.~~) 'zz\\_statemachine\\_governed% on %' \
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() x \
+                              WHERE x.object_type OPERATOR(pg_catalog.=) 'extension' \
+                                AND x.object_identity OPERATOR(pg_catalog.=) 'pg_statemachine') \
+           ORDER BY 3",
+    args: &[],
+};
+
 /// What the finished statement is, as far as the guard cares.
 #[derive(PartialEq, Eq)]
 enum Statement {
@@ -197,7 +232,10 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
     if alters_extension_contents {
         return Err(refuse("ALTER EXTENSION pg_statemachine ADD/DROP", vec!["extension pg_statemachine".into()]));
     }
-    let touched = touched_by(if event == "sql_drop" { &DROPPED } else { &TOUCHED });
+    let mut touched = touched_by(if event == "sql_drop" { &DROPPED } else { &TOUCHED });
+    if touched.is_empty() && !door::is_governing() {
+        touched = touched_by(if event == "sql_drop" { &GOVERNED_DROPPED } else { &GOVERNED_WEAKENED });
+    }
     match touched.first() {
         None => Ok(pg_sys::Datum::from(0usize)),
         Some((command, _)) => {

@@ -32,6 +32,8 @@ thread_local! {
     static OPEN: RefCell<Vec<&'static [Grant]>> = const { RefCell::new(Vec::new()) };
     /// The subtransaction that called break_glass() (or the one it was merged into).
     static GLASS: Cell<Option<pg_sys::SubTransactionId>> = const { Cell::new(None) };
+    /// govern_table is putting its trigger on a table (the DDL guard lets that through).
+    static GOVERNING: Cell<bool> = const { Cell::new(false) };
     /// How many SQL guard functions are running (nested evaluations count).
     static IN_GUARD: Cell<u32> = const { Cell::new(0) };
 }
@@ -61,6 +63,26 @@ impl Drop for Open {
         // Truncate, not pop: a (sub)transaction abort may already have closed the door.
         OPEN.with(|o| o.borrow_mut().truncate(self.depth));
     }
+}
+
+/// Held while govern_table creates and enables its trigger on a user's table.
+#[must_use]
+pub struct Governing(());
+
+pub fn governing() -> Governing {
+    GOVERNING.with(|g| g.set(true));
+    Governing(())
+}
+
+impl Drop for Governing {
+    fn drop(&mut self) {
+        GOVERNING.with(|g| g.set(false));
+    }
+}
+
+/// Is govern_table putting its trigger on a table right now?
+pub fn is_governing() -> bool {
+    GOVERNING.with(Cell::get)
 }
 
 /// Records that the current (sub)transaction broke the glass (see guard::break_glass).

@@ -136,7 +136,7 @@ unsafe fn only_metadata_changed(td: *mut pg_sys::TriggerData) -> bool {
 ///
 /// # Safety
 /// `a` and `b` must be non-null datums of a column with that `byval` and `len`.
-unsafe fn same_binary_value(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
+pub(crate) unsafe fn same_binary_value(a: pg_sys::Datum, b: pg_sys::Datum, byval: bool, len: i16) -> bool {
     if byval {
         return a == b;
     }

@@ -174,7 +174,11 @@ pub fn append_sealed(spi: &Spi, entry: &Entry<'_>, seal: &Seal, case_move: CaseM
         ],
         1,
     );
-    rows.get(0, 1).map(|row| spi.keep(row))
+    let row = rows.get(0, 1).map(|row| spi.keep(row));
+    if moves && row.is_some() {
+        crate::governance::mirror(spi, entry.machine, entry.case, entry.to_state);
+    }
+    row
 }
 
 /// How far behind the case's last change the clock may be and still be waited for.

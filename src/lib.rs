@@ -12,7 +12,7 @@
 //!   [`facts`] (the database's answers to the core's checks), [`case_file`] (the case row);
 //! - the write path: [`transition`] (transition_case), [`history`] (the one history
 //!   writer and the case clock), [`commands`] (command idempotency), [`creation`],
-//!   [`dimensions`], [`evidence`], [`assignments`], [`corrections`], [`versions`],
+//!   [`dimensions`], [`evidence`], [`assignments`], [`corrections`], [`versions`], [`import`] (import_cases), [`governance`] and [`govern`] (governed user tables),
 //!   [`outbox`], [`timers`] (a refused timer's backoff);
 //! - the rest of the SQL API: [`definitions`], [`available`], [`diagram`], [`guard`]
 //!   (the guard trigger and break_glass), [`ddl_guard`] (the event trigger), [`seal`]
@@ -43,8 +43,11 @@ pub mod ereport;
 pub mod evidence;
 pub mod facts;
 pub mod fmgr;
+pub mod govern;
+pub mod governance;
 pub mod guard;
 pub mod history;
+pub mod import;
 pub mod machines;
 pub mod outbox;
 pub mod spi;
@@ -58,11 +61,13 @@ pub mod versions;
 // object is written once and an upgraded database matches a fresh one (tests/upgrade).
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["schema"]);
-pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", finalize);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.3.0--0.4.0.sql", name = "v0_4_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     door::register_callbacks();
+    governance::register_callbacks();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

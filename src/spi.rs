@@ -54,6 +54,39 @@ fn plan_for(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
     plan
 }
 
+thread_local! {
+    static DYNAMIC_PLANS: RefCell<HashMap<String, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+}
+
+/// A statement whose text is built at run time (it names a user's table), prepared once
+/// per backend and text, like a [`Stmt`]'s.
+pub struct DynStmt {
+    pub sql: String,
+    pub args: Vec<pg_sys::Oid>,
+}
+
+fn dynamic_plan(stmt: &DynStmt) -> pg_sys::SPIPlanPtr {
+    if let Some(p) = DYNAMIC_PLANS.with(|p| p.borrow().get(&stmt.sql).copied()) {
+        return p;
+    }
+    // Built from quoted identifiers and literals of this crate: a NUL is impossible (names
+    // and type names come from the catalog, which has none).
+    let sql = CString::new(stmt.sql.as_str()).expect("statement text has no NUL");
+    // SAFETY: as in plan_for: SPI is connected (only Spi::run_dyn calls this); the text and
+    // the type array outlive the call.
+    let plan = unsafe {
+        let plan = pg_sys::SPI_prepare(sql.as_ptr(), stmt.args.len() as i32, stmt.args.as_ptr().cast_mut());
+        if plan.is_null() {
+            let rc = pg_sys::SPI_result;
+            panic!("SPI_prepare failed ({rc}) for: {}", stmt.sql);
+        }
+        pg_sys::SPI_keepplan(plan);
+        plan
+    };
+    DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(stmt.sql.clone(), plan));
+    plan
+}
+
 /// An open SPI connection; finished when dropped (unless an error is unwinding, in
 /// which case transaction abort cleans SPI up).
 pub struct Spi {
@@ -88,6 +121,22 @@ impl Spi {
         // SAFETY: the plan was prepared for exactly stmt.args (one value and one null
         // flag per parameter, checked above); SPI is connected while
         // `self` lives. SPI_tuptable/SPI_processed describe the statement just run.
+        unsafe {
+            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only, limit);
+            if rc < 0 {
+                panic!("SPI_execute_plan failed ({rc}) for: {}", stmt.sql);
+            }
+            Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData }
+        }
+    }
+
+    /// Executes a [`DynStmt`] (see [`Spi::run`]).
+    pub fn run_dyn(&self, stmt: &DynStmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows<'_> {
+        assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
+        let plan = dynamic_plan(stmt);
+        let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0usize))).collect();
+        let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+        // SAFETY: as in `run`: one value and null flag per parameter of the plan.
         unsafe {
             let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only, limit);
             if rc < 0 {
@@ -264,3 +313,6 @@ pub const UUID_ARRAY: pg_sys::Oid = pg_sys::UUIDARRAYOID;
 pub const TEXT_ARRAY: pg_sys::Oid = pg_sys::TEXTARRAYOID;
 pub const OID: pg_sys::Oid = pg_sys::OIDOID;
 pub const BYTEA: pg_sys::Oid = pg_sys::BYTEAOID;
+pub const BYTEA_ARRAY: pg_sys::Oid = pg_sys::BYTEAARRAYOID;
+pub const INT8_ARRAY: pg_sys::Oid = pg_sys::INT8ARRAYOID;
+pub const TIMESTAMPTZ_ARRAY: pg_sys::Oid = pg_sys::TIMESTAMPTZARRAYOID;

@@ -8,7 +8,7 @@
 //! the outbox event, store the guard audit. Two statements on the happy path of an
 //! unguarded rule, each a plan kept per backend.
 
-use crate::commands::replay_or_refuse;
+use crate::commands::{replay_or_refuse, Requested};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::facts::DbFacts;
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
@@ -41,16 +41,26 @@ fn transition_case(a: &Args) -> SmResult<pg_sys::Datum> {
                 let case_id = uuid_string(&a.uuid(0, "case_id")?);
                 return Err(Refusal::UnknownDimension { case_id, dimension }.report(&CaseFacts::default()));
             };
-            transition_in(a, &spi, uuid_datum(&target), false)
+            transition_in(a, &spi, uuid_datum(&target), false, false)
         }
-        None => transition_in(a, &spi, case_d, true),
+        None => transition_in(a, &spi, case_d, true, false),
     }
 }
 
+/// transition_to: the same write path, with the rule found by the state it leads to.
+fn transition_to(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("transition_to")?;
+    let case_d = a.required(0, "case_id")?;
+    let spi = Spi::connect();
+    transition_in(a, &spi, case_d, false, true)
+}
+
 /// transition_case on one case row. `find_dimension`: a code the case's machine does not
-/// know may belong to one of its dimensions; move that one instead.
-fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: bool) -> SmResult<pg_sys::Datum> {
-    let code = a.text(1, "transition_code")?;
+/// know may belong to one of its dimensions; move that one instead. `by_state`: argument
+/// 1 is the state to go to (transition_to), not a transition code.
+fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: bool, by_state: bool) -> SmResult<pg_sys::Datum> {
+    let target = a.text(1, if by_state { "to_state" } else { "transition_code" })?;
+    let requested = if by_state { Requested::ToState(&target) } else { Requested::Code(&target) };
     let actor_d = a.required(2, "actor_id")?;
     let role = a.text(3, "actor_role")?;
     let command_d = a.required(4, "command_id")?;
@@ -66,18 +76,26 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     else {
         let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() };
         let refusal = Refusal::UnknownCase { case_id: facts.case_id.clone() };
-        return replay_or_refuse(spi, command_d, &case_id, &code, refusal, &facts);
+        return replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
     };
     let (root_id, has_dimensions) = (lock.uuid(0, 6), lock.bool(0, 7) == Some(true));
     let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
-    let refuse = |refusal: Refusal| replay_or_refuse(spi, command_d, &case_id, &code, refusal, &facts);
+    let refuse = |refusal: Refusal| replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
     let machine = machines::get(spi, &version_id);
+    let code = if by_state {
+        match machine.rule_to(&current, &target, &role) {
+            Ok(rule) => rule.code.clone(),
+            Err(refusal) => return refuse(refusal),
+        }
+    } else {
+        target.clone()
+    };
     if find_dimension && has_dimensions && !machine.has_code(&code) {
         // Codes are unique across a case's machines (attach_dimension checks), so at most
         // one dimension knows this one.
         let family = dimensions::family(spi, case_d, case_d);
         if let Some((dimension, _, _)) = family.iter().find(|(_, m, _)| m.has_code(&code)) {
-            return transition_in(a, spi, uuid_datum(dimension), false);
+            return transition_in(a, spi, uuid_datum(dimension), false, false);
         }
     }
 
@@ -122,7 +140,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         machine: &machine.machine,
         from_state: lock.get(0, 1),
         to_state: text_datum(&rule.to),
-        code: a.required(1, "transition_code")?,
+        code: if by_state { text_datum(&code) } else { a.required(1, "transition_code")? },
         kind: rule.kind.as_str(),
         state_version: version + 1,
         actor: actor_d,
@@ -204,3 +222,4 @@ fn record_guard_results(spi: &Spi, transition_id: &[u8; 16], rows: &[GuardRow], 
 }
 
 sql_function!(sm_transition_case, pg_finfo_sm_transition_case, transition_case);
+sql_function!(sm_transition_to, pg_finfo_sm_transition_to, transition_to);

@@ -7,6 +7,7 @@
 //!   by the write path, the dry run and available_transitions;
 //! - [`refusal`]: every refusal with its SQLSTATE, message, DETAIL and HINT;
 //! - [`migration`]: the state map of migrate_cases;
+//! - [`import`]: import_cases' records, judged step by step against the rules;
 //! - [`diagram`]: Mermaid and Graphviz pictures of a version's rules;
 //! - [`seal`]: the hash chain of history and the digest kept outside the database;
 //! - [`ids`]: row ids (UUID v7 from the OS random source), their text form.
@@ -18,6 +19,7 @@ pub mod checks;
 pub mod definition;
 pub mod diagram;
 pub mod ids;
+pub mod import;
 pub mod interval;
 pub mod migration;
 pub mod refusal;

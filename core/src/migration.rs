@@ -53,6 +53,19 @@ fn error(problems: &mut Vec<Problem>, path: String, problem: String) {
     problems.push(Problem { severity: Severity::Error, path, problem });
 }
 
+/// The JSON path of key `key` under `parent`: `$.OLD` for identifier-like keys,
+/// `$["in stock"]` (the key as a JSON string) for any other text a state code may be.
+fn key_path(parent: &str, key: &str) -> String {
+    let mut chars = key.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!("{parent}.{key}")
+    } else {
+        format!("{parent}[{}]", Value::String(key.to_owned()))
+    }
+}
+
 /// Parses `state_map`: `{"OLD": "NEW"}`, `{"OLD": {"to": "NEW", "reason": "..."}}` or
 /// `{"OLD": {"requires_manual_review": true, "reason": "..."}}`. Every old state must be
 /// a state of the source version and every target one of the target version; every
@@ -65,7 +78,7 @@ pub fn parse_state_map(v: &Value, from_states: &[String], to_states: &[String]) 
     };
     let mut map = BTreeMap::new();
     for (old, entry) in obj {
-        let path = format!("$.{old}");
+        let path = key_path("$", old);
         if !from_states.iter().any(|s| s == old) {
             error(&mut problems, path.clone(), format!("{old} is not a state of the source version"));
         }
@@ -73,7 +86,7 @@ pub fn parse_state_map(v: &Value, from_states: &[String], to_states: &[String]) 
             Value::String(new) => Some(Mapping::To { state: new.clone(), reason: None }),
             Value::Object(o) => {
                 for key in o.keys().filter(|k| !["to", "reason", "requires_manual_review"].contains(&k.as_str())) {
-                    error(&mut problems, format!("{path}.{key}"), format!("unknown key {key:?} (allowed: to, reason, requires_manual_review)"));
+                    error(&mut problems, key_path(&path, key), format!("unknown key {key:?} (allowed: to, reason, requires_manual_review)"));
                 }
                 let reason = match o.get("reason") {
                     None | Some(Value::Null) => None,
@@ -175,5 +188,23 @@ mod tests {
             ]
         );
         assert!(parse_state_map(&json!(["A"]), &from, &to).is_err());
+    }
+
+    #[test]
+    fn codes_as_users_write_them() {
+        let from = states(&["in stock", "it's \"new\"", "a.b"]);
+        let to = states(&["geprüft", "état"]);
+        let m = parse_state_map(&json!({"in stock": "geprüft", "it's \"new\"": {"to": "état"}}), &from, &to).unwrap();
+        assert_eq!(m.outcome("in stock"), Outcome::Migrate { to: "geprüft", reason: None });
+        assert_eq!(m.outcome("it's \"new\""), Outcome::Migrate { to: "état", reason: None });
+        let err = parse_state_map(&json!({"a.b": "a -> b; c", "it's \"new\"": {"to": "état", "x y": 1}}), &from, &to).unwrap_err();
+        let lines: Vec<String> = err.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "$[\"a.b\"]: a -> b; c is not a state of the target version",
+                "$[\"it's \\\"new\\\"\"][\"x y\"]: unknown key \"x y\" (allowed: to, reason, requires_manual_review)",
+            ]
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! what [`Refusal::report`] returns.
 
 use crate::ids::uuid_text;
+use crate::import::StepProblem;
 use crate::definition::{Kind, Problem, ReasonDef};
 use std::fmt::Write;
 
@@ -91,6 +92,16 @@ pub enum Refusal {
     /// The clock is more than a moment behind the case's last change, so the next history
     /// row would be dated before it or in the future (55000).
     ClockBehind { last_change: String, now: String },
+    /// transition_to: no rule leads from the current state to `to_state` (SM001).
+    NoRuleToState { machine: String, version: i32, to_state: String, legal: Vec<(String, String, Kind)> },
+    /// transition_to: several rules the role may use lead there (SM001).
+    SeveralRulesToState { to_state: String, codes: Vec<String> },
+    /// A direct write to a governed table that only the write path may make (SM007).
+    GovernedWrite { table: String, operation: String, detail: String, hint: String },
+    /// import_cases: the `cases` argument is malformed (22023); every problem with its path.
+    InvalidImport { problems: Vec<Problem> },
+    /// import_cases: a record's steps cannot be imported as given.
+    ImportStep { machine: String, version: i32, case_number: String, problem: Box<crate::import::StepProblem> },
 }
 
 /// The error a SQL guard function raised, and which guard of which transition it was.
@@ -130,6 +141,42 @@ pub const INVALID_DEFINITION: &str = "SM010";
 
 fn reason_list(allowed: &[ReasonDef]) -> String {
     allowed.iter().map(|r| format!("{} ({})", r.code, r.label)).collect::<Vec<_>>().join(", ")
+}
+
+/// The report of a record import_cases cannot take as given.
+fn import_step_report(machine: &str, version: i32, number: &str, problem: &StepProblem) -> (String, Option<String>, Option<String>) {
+    match problem {
+        StepProblem::UnknownState { step, state } => (
+            format!("machine {machine} v{version} has no state {state}"),
+            Some(format!("Case number {number}, step {step}: state {state} is not a state of machine {machine} v{version}.")),
+            Some("Map the record's states to the machine's before importing.".into()),
+        ),
+        StepProblem::Illegal { step, from, to, why, legal_targets } => (
+            match from {
+                Some(from) => format!("illegal step from {from} to {to} in case number {number}"),
+                None => format!("illegal first step {to} in case number {number}"),
+            },
+            Some(format!("Case number {number}, step {step}: {why} (machine {machine} v{version}). Nothing was imported.")),
+            Some(format!(
+                "{} Or import the history as it was with on_illegal => 'record' (the step stays marked as imported).",
+                match from {
+                    Some(from) if legal_targets.is_empty() => format!("No transition leaves {from}."),
+                    Some(from) => format!("From {from} the rules lead to: {}.", legal_targets.join(", ")),
+                    None => format!("A record starts in the initial state {}.", legal_targets.join(", ")),
+                }
+            )),
+        ),
+        StepProblem::Ambiguous { step, from, to, codes } => (
+            format!("several transitions lead from {from} to {to} in case number {number}"),
+            Some(format!("Case number {number}, step {step}: {} all lead from {from} to {to}.", codes.join(", "))),
+            Some(format!("Name the step's transition: \"transition\": one of {}.", codes.join(", "))),
+        ),
+        StepProblem::OutOfOrder { step, why } => (
+            format!("step {step} of case number {number} {why}"),
+            Some(format!("Case number {number}: steps are oldest first, none in the future; step {step} {why}.")),
+            None,
+        ),
+    }
 }
 
 fn legal_hint(state: &str, legal: &[(String, String, Kind)]) -> String {
@@ -175,7 +222,7 @@ impl Refusal {
             Refusal::ReasonRequired { .. } => REASON_REQUIRED,
             Refusal::EvidenceRequired { .. } | Refusal::EvidenceInvalid { .. } => EVIDENCE_REQUIRED,
             Refusal::RoleNotPermitted { .. } | Refusal::ActorNotSessionUser { .. } => ROLE_NOT_PERMITTED,
-            Refusal::DirectWrite { .. } | Refusal::GuardedDdl { .. } => DIRECT_WRITE_REFUSED,
+            Refusal::DirectWrite { .. } | Refusal::GuardedDdl { .. } | Refusal::GovernedWrite { .. } => DIRECT_WRITE_REFUSED,
             Refusal::CommandConflict { .. } => COMMAND_CONFLICT,
             Refusal::UnknownCase { .. }
             | Refusal::UnknownMachine { .. }
@@ -189,6 +236,13 @@ impl Refusal {
             Refusal::CommandInFlight => "40001",
             Refusal::NotATrigger => "39P01",
             Refusal::ClockBehind { .. } => "55000",
+            Refusal::NoRuleToState { .. } | Refusal::SeveralRulesToState { .. } => ILLEGAL_TRANSITION,
+            Refusal::InvalidImport { .. } => "22023",
+            Refusal::ImportStep { problem, .. } => match problem.as_ref() {
+                StepProblem::UnknownState { .. } => NOT_FOUND,
+                StepProblem::Illegal { .. } | StepProblem::Ambiguous { .. } => ILLEGAL_TRANSITION,
+                StepProblem::OutOfOrder { .. } => "22023",
+            },
         }
     }
 
@@ -368,6 +422,28 @@ impl Refusal {
                 Some(format!("{function} is owned by {owner}. Guards run inside the write path with its privileges, so only roles that already hold them may own (and so change) a guard.")),
                 Some(format!("ALTER FUNCTION {function} OWNER TO <the extension's owner>;")),
             ),
+            Refusal::NoRuleToState { machine, version, to_state, legal } => (
+                format!("no transition leads from state {state} to {to_state}"),
+                Some(format!("Case {id} (machine {machine} v{version}) is in state {state}; no rule of that version leads from it to {to_state}.")),
+                Some(if legal.is_empty() {
+                    format!("No transition leaves {state}.")
+                } else {
+                    let mut targets: Vec<&str> = legal.iter().map(|(_, to, _)| to.as_str()).collect();
+                    targets.dedup();
+                    format!("States reachable from {state}: {}.", targets.join(", "))
+                }),
+            ),
+            Refusal::SeveralRulesToState { to_state, codes } => (
+                format!("several transitions lead from state {state} to {to_state}"),
+                Some(format!("Case {id} is in state {state}; {} all lead to {to_state}.", codes.join(", "))),
+                Some(format!("Choose one with statemachine.transition_case(case_id, transition_code, ...): {}.", codes.join(", "))),
+            ),
+            Refusal::InvalidImport { problems } => (
+                format!("invalid cases for import_cases: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" }),
+                Some(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")),
+                Some("cases is a JSON array of {\"case_number\": ..., \"steps\": [{\"state\": ..., \"at\": ...}, ...]}, steps oldest first.".into()),
+            ),
+            Refusal::ImportStep { machine, version, case_number, problem } => import_step_report(machine, *version, case_number, problem),
             Refusal::InvalidStateMap { problems } => (
                 format!("invalid state_map: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" }),
                 Some(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")),
@@ -423,6 +499,11 @@ impl Refusal {
                 Some(format!("{what} Cases change state only through statemachine.transition_case(); history is append-only.")),
                 Some("Use statemachine.create_case, transition_case or add_evidence. The guard applies to every role, superusers and session_replication_role = replica included.".into()),
             ),
+            Refusal::GovernedWrite { table, operation, detail, hint } => (
+                format!("direct {operation} on governed table {table} refused"),
+                Some(detail.clone()),
+                Some(format!("{hint} The guard applies to every role, superusers and session_replication_role = replica included.")),
+            ),
             Refusal::ActorNotSessionUser { code, actor_id, session_user } => (
                 format!("{code} refused: actor_id is not session user {session_user}'s own"),
                 Some(format!(
@@ -457,7 +538,7 @@ impl Refusal {
             Refusal::CaseExists { detail } => (
                 "case already exists".into(),
                 Some(detail.clone()),
-                Some("To retry a create_case, pass the same command_id as the first call.".into()),
+                Some("To retry a create_case or import_cases, pass the same command_id as the first call.".into()),
             ),
             Refusal::CommandInFlight => (
                 "command_id was taken by a concurrent transaction".into(),

@@ -261,6 +261,39 @@ impl CompiledMachine {
         }
     }
 
+    /// transition_to: the rule that leads from `current_state` to `to_state` for `role`.
+    /// One rule leads there: it (its role is checked with the others, SM006). Several:
+    /// the one `role` may use; none of them, SM006 naming them all; more than one, SM001
+    /// listing their codes. None leads there: SM001 with the states reachable.
+    pub fn rule_to<'m>(&'m self, current_state: &str, to_state: &str, role: &str) -> Result<&'m Rule, Refusal> {
+        let leading: Vec<&Rule> = self.legal_rules(current_state).filter(|r| r.to == to_state).collect();
+        let usable: Vec<&Rule> = leading.iter().copied().filter(|r| r.role_permitted(role)).collect();
+        match (leading.as_slice(), usable.as_slice()) {
+            ([], _) => Err(Refusal::NoRuleToState {
+                machine: self.machine.clone(),
+                version: self.version,
+                to_state: to_state.to_owned(),
+                legal: self.legal_from(current_state),
+            }),
+            ([one], _) | (_, [one]) => Ok(one),
+            (several, []) => {
+                let mut allowed: Vec<String> = several.iter().flat_map(|r| r.roles.iter().cloned()).collect();
+                allowed.sort();
+                allowed.dedup();
+                Err(Refusal::RoleNotPermitted {
+                    code: several.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(" / "),
+                    from: current_state.to_owned(),
+                    actor_role: role.to_owned(),
+                    allowed,
+                })
+            }
+            (_, several) => Err(Refusal::SeveralRulesToState {
+                to_state: to_state.to_owned(),
+                codes: several.iter().map(|r| r.code.clone()).collect(),
+            }),
+        }
+    }
+
     /// `(code, to, kind)` of every transition legal from `state`, by code.
     pub fn legal_from(&self, state: &str) -> Vec<(String, String, Kind)> {
         self.legal_rules(state).map(|r| (r.code.clone(), r.to.clone(), r.kind)).collect()

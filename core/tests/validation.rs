@@ -188,9 +188,9 @@ fn required_keys_and_bad_codes() {
     d["transitions"][0].as_object_mut().unwrap().remove("to");
     assert_single_error(&d, "$.transitions[0].to", "to is required");
     let mut d = investigation();
-    d["states"][1]["code"] = json!("has space");
+    d["states"][1]["code"] = json!("has space ");
     let errs = errors(&d);
-    assert!(errs.iter().any(|e| e.starts_with("$.states[1].code: state code \"has space\" must start with a letter")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("$.states[1].code: state code \"has space \" must not start or end with a space")), "{errs:#?}");
     let mut d = investigation();
     d["transitions"][0]["code"] = json!("CREATE");
     assert_single_error(&d, "$.transitions[0].code", "reserved");

@@ -21,4 +21,4 @@ pub use model::{
     StateDef, TransitionDef, CORRECT_CODE, CREATE_CODE, MAX_CODE_LEN, MAX_STATES, MAX_TRANSITIONS,
     RESERVED_CHECK_NAMES, SYSTEM_ROLE, TIMER_REASON,
 };
-pub use validate::{code_problem, validate, validate_text, Validation};
+pub use validate::{code_problem, user_code_problem, validate, validate_text, Validation};

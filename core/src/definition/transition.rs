@@ -38,7 +38,7 @@ pub(super) fn parse_transition(
     };
     let before = c.problems.len();
     c.unknown_keys(path, obj, TRANSITION_KEYS);
-    let code = c.code(&format!("{path}.code"), obj.get("code"), "transition code");
+    let code = c.user_code(&format!("{path}.code"), obj.get("code"), "transition code");
     if code.as_deref() == Some(CREATE_CODE) {
         c.error(format!("{path}.code"), "transition code \"CREATE\" is reserved for the first history row of every case");
     }
@@ -333,7 +333,7 @@ fn parse_guard_spec(c: &mut Collector, p: &str, kind: &str, obj: &Map<String, Va
     match kind {
         "distinct_actor" => {
             c.unknown_keys(p, obj, &["guard", "code", "transition"]);
-            let t = c.code(&format!("{p}.transition"), obj.get("transition"), "transition code");
+            let t = c.user_code(&format!("{p}.transition"), obj.get("transition"), "transition code");
             t.map(|transition| GuardSpec::DistinctActor { transition })
         }
         "requires_assignment" => {

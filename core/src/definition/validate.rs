@@ -88,13 +88,29 @@ impl Collector {
         }
     }
 
+    /// A name on the identifier rule ([`code_problem`]): machine, reason, guard and event codes.
     pub(super) fn code(&mut self, path: &str, v: Option<&Value>, what: &str) -> Option<String> {
+        self.checked_code(path, v, what, code_problem)
+    }
+
+    /// A state or transition code, on the user rule ([`user_code_problem`]).
+    pub(super) fn user_code(&mut self, path: &str, v: Option<&Value>, what: &str) -> Option<String> {
+        self.checked_code(path, v, what, user_code_problem)
+    }
+
+    fn checked_code(
+        &mut self,
+        path: &str,
+        v: Option<&Value>,
+        what: &str,
+        rule: fn(&str) -> Option<&'static str>,
+    ) -> Option<String> {
         match v {
             None => {
                 self.error(path, format!("{what} is required"));
                 None
             }
-            Some(Value::String(s)) => match code_problem(s) {
+            Some(Value::String(s)) => match rule(s) {
                 Some(p) => {
                     self.error(path, format!("{what} {s:?} {p}"));
                     None
@@ -131,7 +147,8 @@ impl Collector {
     }
 }
 
-/// Why a string is not a usable code, if it is not.
+/// Why a string is not a usable identifier-like code, if it is not: machine names,
+/// reason, guard and event codes, registered guard names (`^[A-Za-z][A-Za-z0-9_.-]{0,62}$`).
 pub fn code_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
         return Some("is empty");
@@ -143,6 +160,26 @@ pub fn code_problem(s: &str) -> Option<&'static str> {
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
     if !first_ok || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
         return Some("must start with a letter and contain only letters, digits, '_', '-' or '.'");
+    }
+    None
+}
+
+/// Why a string is not a usable state or transition code, if it is not. Such codes are
+/// text as users write them (`in stock`, `it's "new"`, `geprüft`): 1 to 63 bytes, no
+/// control characters, no leading or trailing whitespace. Everything else is allowed
+/// and used verbatim; whoever renders a code into a syntax (diagrams, SQL) quotes it.
+pub fn user_code_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        return Some("is empty");
+    }
+    if s.len() > MAX_CODE_LEN {
+        return Some("is longer than 63 bytes");
+    }
+    if s.chars().any(char::is_control) {
+        return Some("contains a control character");
+    }
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return Some("must not start or end with a space");
     }
     None
 }
@@ -291,7 +328,7 @@ fn parse_state(c: &mut Collector, path: &str, item: &Value) -> (Option<String>, 
     };
     let before = c.problems.len();
     c.unknown_keys(path, obj, STATE_KEYS);
-    let code = c.code(&format!("{path}.code"), obj.get("code"), "state code");
+    let code = c.user_code(&format!("{path}.code"), obj.get("code"), "state code");
     let label = c.opt_string(&format!("{path}.label"), obj.get("label"));
     let phase = c.opt_string(&format!("{path}.phase"), obj.get("phase"));
     let initial = c.opt_bool(&format!("{path}.initial"), obj.get("initial"));
@@ -349,7 +386,7 @@ fn parse_invariants(
             continue;
         };
         c.unknown_keys(&p, obj, &["when", "dimension", "in"]);
-        let when = c.code(&format!("{p}.when"), obj.get("when"), "state code");
+        let when = c.user_code(&format!("{p}.when"), obj.get("when"), "state code");
         if let Some(w) = &when {
             if !states.contains_key(w) {
                 c.error(format!("{p}.when"), format!("unknown state {w:?}"));
@@ -363,7 +400,7 @@ fn parse_invariants(
             Some(Value::Array(xs)) if !xs.is_empty() => xs
                 .iter()
                 .enumerate()
-                .filter_map(|(j, x)| c.code(&format!("{p}.in[{j}]"), Some(x), "state code"))
+                .filter_map(|(j, x)| c.user_code(&format!("{p}.in[{j}]"), Some(x), "state code"))
                 .collect(),
             Some(Value::Array(_)) => {
                 c.error(format!("{p}.in"), "in must not be empty");
@@ -385,4 +422,124 @@ fn parse_invariants(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_codes_are_text_as_users_write_it() {
+        let max = "x".repeat(63);
+        for ok in ["in stock", "it's \"new\"", "a -> b; c", "geprüft", "état", "[*]", "a,b:c", max.as_str()] {
+            assert_eq!(user_code_problem(ok), None, "{ok:?}");
+        }
+        // 62 ASCII bytes and a 2-byte 'ü': 64 bytes in 63 characters.
+        let wide = format!("{}ü", "x".repeat(62));
+        assert_eq!(wide.chars().count(), 63);
+        let too_long = "x".repeat(64);
+        for (bad, why) in [
+            ("", "is empty"),
+            (" x", "must not start or end with a space"),
+            ("x ", "must not start or end with a space"),
+            ("\u{a0}x", "must not start or end with a space"),
+            ("a\tb", "contains a control character"),
+            ("a\nb", "contains a control character"),
+            ("\tx", "contains a control character"),
+            ("a\u{7f}b", "contains a control character"),
+            (too_long.as_str(), "is longer than 63 bytes"),
+            (wide.as_str(), "is longer than 63 bytes"),
+        ] {
+            assert_eq!(user_code_problem(bad), Some(why), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_identifier_rule_is_unchanged() {
+        assert_eq!(code_problem("IN-REVIEW.x_1"), None);
+        for bad in ["in stock", "1x", "geprüft", "a;b"] {
+            assert!(code_problem(bad).is_some_and(|p| p.starts_with("must start with a letter")), "{bad:?}");
+        }
+        assert_eq!(code_problem(""), Some("is empty"));
+        assert_eq!(code_problem(&"x".repeat(64)), Some("is longer than 63 bytes"));
+    }
+
+    /// States, transitions, from/to, invariants and distinct_actor references take user
+    /// codes; the machine, reasons, guards and events keep the identifier rule.
+    #[test]
+    fn definitions_take_user_codes_for_states_and_transitions() {
+        let def = json!({
+            "machine": "product_status",
+            "invariants": [{"when": "deleted", "dimension": "billing", "in": ["paid in full", "état"]}],
+            "states": [
+                {"code": "in stock", "initial": true},
+                {"code": "it's \"new\""},
+                {"code": "a -> b; c"},
+                {"code": "geprüft"},
+                {"code": "deleted", "terminal": true}
+            ],
+            "transitions": [
+                {"code": "sell out", "from": "in stock", "to": "it's \"new\""},
+                {"code": "prüfen", "from": ["it's \"new\"", "in stock"], "to": "a -> b; c"},
+                {"code": "ok; done", "from": "a -> b; c", "to": "geprüft", "requires_reason": true,
+                 "reasons": [{"code": "CHECKED", "label": "checked by hand"}],
+                 "guards": [{"guard": "distinct_actor", "transition": "prüfen"}]},
+                {"code": "delete", "from": "geprüft", "to": "deleted", "emit": "ProductDeleted"}
+            ]
+        });
+        let v = validate(&def);
+        assert!(v.problems.is_empty(), "{:#?}", v.problems);
+        let d = v.definition.expect("definition");
+        assert_eq!(d.states[1].code, "it's \"new\"");
+        assert_eq!(d.transitions[1].from, vec!["it's \"new\"", "in stock"]);
+        assert_eq!(d.invariants[0].allowed, vec!["paid in full", "état"]);
+        // The canonical form round-trips the codes verbatim.
+        let again = validate(&d.to_canonical_json());
+        assert_eq!(again.definition.as_ref(), Some(&d));
+
+        let errors = |def: &Value| -> Vec<String> { validate(def).errors().map(ToString::to_string).collect() };
+        let mut bad = def.clone();
+        bad["states"][1]["code"] = json!(" new");
+        bad["transitions"][0]["code"] = json!("sell\tout");
+        bad["invariants"][0]["in"][0] = json!("paid ");
+        bad["transitions"][2]["guards"][0]["transition"] = json!("");
+        let errs = errors(&bad);
+        for expected in [
+            "$.states[1].code: state code \" new\" must not start or end with a space",
+            "$.transitions[0].code: transition code \"sell\\tout\" contains a control character",
+            "$.invariants[0].in[0]: state code \"paid \" must not start or end with a space",
+            "$.transitions[2].guards[0].transition: transition code \"\" is empty",
+        ] {
+            assert!(errs.iter().any(|e| e == expected), "missing {expected:?} in {errs:#?}");
+        }
+
+        // The other names keep the identifier rule.
+        for (path, value, at) in [
+            ("machine", json!("product status"), "$.machine"),
+            ("reason", json!("by hand"), "$.transitions[2].reasons[0].code"),
+            ("emit", json!("Product deleted"), "$.transitions[3].emit"),
+            ("dimension", json!("bill ing"), "$.invariants[0].dimension"),
+        ] {
+            let mut bad = def.clone();
+            match path {
+                "machine" => bad["machine"] = value,
+                "reason" => bad["transitions"][2]["reasons"][0]["code"] = value,
+                "emit" => bad["transitions"][3]["emit"] = value,
+                _ => bad["invariants"][0]["dimension"] = value,
+            }
+            let errs = errors(&bad);
+            assert!(
+                errs.iter().any(|e| e.starts_with(&format!("{at}: ")) && e.contains("must start with a letter")),
+                "{path}: {errs:#?}"
+            );
+        }
+
+        // Reserved transition codes stay reserved.
+        for reserved in ["CREATE", "CORRECT", "MIGRATE"] {
+            let mut bad = def.clone();
+            bad["transitions"][0]["code"] = json!(reserved);
+            assert!(errors(&bad).iter().any(|e| e.starts_with("$.transitions[0].code: ") && e.contains("reserved")), "{reserved}");
+        }
+    }
 }
