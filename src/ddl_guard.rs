@@ -82,8 +82,8 @@ static DROPPED: Stmt = Stmt {
     args: &[],
 };
 
-/// Governed tables (those carrying the governed-row trigger) whose guard a finished
-/// command weakened: the trigger not ENABLE ALWAYS or renamed, a column it names (its
+/// Governed tables (those carrying the governed-row trigger; found through pg_catalog
+/// alone, which every DDL issuer may read) whose guard a finished command weakened: the trigger not ENABLE ALWAYS or renamed, a column it names (its
 /// arguments: key, state) renamed or dropped.
 static GOVERNED_WEAKENED: Stmt = Stmt {
     sql: "SELECT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
@@ -99,7 +99,8 @@ static GOVERNED_WEAKENED: Stmt = Stmt {
                                                  AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) \
                                                      pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\\000', n))) \
                        THEN 'a governed column was renamed or dropped' END)) AS w(problem) \
-           WHERE t.tgfoid OPERATOR(pg_catalog.=) 'statemachine.guard_governed_row()'::pg_catalog.regprocedure \
+           WHERE t.tgfoid IN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
+                               WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND p.proname OPERATOR(pg_catalog.=) 'guard_governed_row') \
              AND w.problem IS NOT NULL \
            ORDER BY 3",
     args: &[],

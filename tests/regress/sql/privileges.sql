@@ -20,7 +20,7 @@ SELECT n.nspname, a.privilege_type
 -- Every API function runs as its definer with a pinned search_path (internal helpers run inside them).
 SELECT p.proname, p.prosecdef, p.proconfig
   FROM pg_proc p WHERE p.pronamespace = 'statemachine'::regnamespace
-   AND p.proname NOT IN ('guard_direct_write', 'evaluate_sql_guard', 'bulk_transition_one', 'guard_ddl')
+   AND p.proname NOT IN ('guard_direct_write', 'guard_governed_row', 'evaluate_sql_guard', 'bulk_transition_one', 'guard_ddl')
    AND NOT (p.prosecdef AND p.proconfig = '{"search_path=pg_catalog, pg_temp"}');
 
 -- The administrator publishes the machine.

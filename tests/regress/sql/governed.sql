@@ -1,0 +1,192 @@
+-- Governed tables (issue 13): a user's own table keeps its status column, as a mirror
+-- only the write path changes. Every refused write as superuser, table owner, app role
+-- and in replica mode; every kind of transition keeps the mirror; INSERT creates the
+-- case; DELETE of non-terminal rows refused; reconcile reports a mirror changed under
+-- break_glass; the DDL guard and guard_weaknesses() cover the governed table's trigger.
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_statemachine;
+CREATE ROLE sm_gov_owner;
+CREATE ROLE sm_gov_app;
+GRANT USAGE ON SCHEMA statemachine TO sm_gov_app, sm_gov_owner;
+GRANT EXECUTE ON FUNCTION statemachine.govern_table(regclass, name, name, text, jsonb, uuid, text, uuid) TO sm_gov_owner, sm_gov_app;
+GRANT EXECUTE ON FUNCTION statemachine.transition_to(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) TO sm_gov_app;
+
+SELECT statemachine.define_machine($${
+  "machine": "gshop",
+  "states": [{"code": "in stock", "initial": true}, {"code": "on order"}, {"code": "unavailable"}, {"code": "deleted", "terminal": true}],
+  "transitions": [
+    {"code": "order", "from": "in stock", "to": "on order"},
+    {"code": "restock", "from": ["on order", "unavailable"], "to": "in stock"},
+    {"code": "sell out", "from": ["in stock", "on order"], "to": "unavailable"},
+    {"code": "delete", "from": "unavailable", "to": "deleted", "after": "5 years"}
+  ]}$$) AS gshop_version;
+
+-- Seed 004's shape: an integer foreign key into the user's own vocabulary table.
+CREATE TABLE public.gov_status (status_id int PRIMARY KEY, status_uid text NOT NULL UNIQUE);
+INSERT INTO public.gov_status VALUES (1, 'in stock'), (2, 'on order'), (3, 'unavailable'), (4, 'deleted');
+CREATE TABLE public.gov_product (product_id int PRIMARY KEY, title text NOT NULL,
+                                 status_id int REFERENCES public.gov_status);
+ALTER TABLE public.gov_product OWNER TO sm_gov_owner;
+GRANT SELECT ON public.gov_status TO sm_gov_app;
+GRANT SELECT ON statemachine.case_file TO sm_gov_app;
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON public.gov_product TO sm_gov_app;
+INSERT INTO public.gov_product VALUES (1, 'Charger', 1), (2, 'Filter', 2), (3, 'Lights', 1), (4, 'Mat', 4), (5, 'Speaker', 1);
+-- Product 3's past is imported first: unavailable since 2019.
+SELECT case_number, current_state FROM statemachine.import_cases('gshop', $$[
+  {"case_number": "3", "steps": [{"state": "in stock", "at": "2013-08-07 02:46:21+02"}, {"state": "unavailable", "at": "2019-01-27 02:00:31+02"}]}
+]$$, 'a2000000-0000-0000-0000-000000000001', 'IMPORTER', 'c2000000-0000-0000-0000-000000000001');
+
+-- Only the table's owner may govern it; rows must agree with existing cases.
+SET SESSION AUTHORIZATION sm_gov_app;
+SELECT statemachine.govern_table('public.gov_product', 'product_id', 'status_id', 'gshop',
+       (SELECT jsonb_object_agg(status_id, status_uid) FROM public.gov_status));
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION sm_gov_owner;
+SELECT statemachine.govern_table('public.gov_product', 'product_id', 'status_id', 'gshop', '{"1": "in stock", "2": "on order", "3": "unavailable", "4": "deleted"}');
+\echo :LAST_ERROR_SQLSTATE
+-- A mapping must give every state exactly one value.
+SELECT statemachine.govern_table('public.gov_product', 'product_id', 'status_id', 'gshop', '{"1": "in stock", "2": "on order", "3": "unavailable"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.govern_table('public.gov_product', 'product_id', 'nope', 'gshop');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE public.gov_product SET status_id = 3 WHERE product_id = 3;
+SELECT table_name, key_column, state_column, machine, state_values, governed_by
+  FROM statemachine.govern_table('public.gov_product', 'product_id', 'status_id', 'gshop', '{"1": "in stock", "2": "on order", "3": "unavailable", "4": "deleted"}');
+RESET SESSION AUTHORIZATION;
+-- Every row is a case now: adopted at its value (one import row, marked), or its own.
+SELECT c.case_number, c.current_state, c.state_version, t.transition_kind, t.metadata
+  FROM statemachine.case_file c JOIN statemachine.case_state_transition t ON t.case_id = c.id AND t.state_version = c.state_version
+ WHERE c.machine = 'gshop' ORDER BY c.case_number;
+
+-- Refused: the state column and the key, as superuser ...
+UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE public.gov_product SET product_id = 10 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE public.gov_product;
+\echo :LAST_ERROR_SQLSTATE
+-- ... in replica mode ...
+SET session_replication_role = replica;
+UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM public.gov_product WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+RESET session_replication_role;
+-- ... as the table's owner (also its DDL: disabling, dropping or renaming what the guard needs) ...
+SET SESSION AUTHORIZATION sm_gov_owner;
+UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.gov_product DISABLE TRIGGER zz_statemachine_governed;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.gov_product DISABLE TRIGGER USER;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.gov_product ENABLE TRIGGER zz_statemachine_governed;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TRIGGER zz_statemachine_governed ON public.gov_product RENAME TO mine;
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER zz_statemachine_governed ON public.gov_product;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.gov_product RENAME COLUMN status_id TO status;
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE public.gov_product DROP COLUMN status_id;
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE public.gov_product;
+\echo :LAST_ERROR_SQLSTATE
+-- (the table stays the owner's: other DDL is fine)
+ALTER TABLE public.gov_product ADD COLUMN price numeric;
+ALTER TABLE public.gov_product RENAME COLUMN title TO name;
+RESET SESSION AUTHORIZATION;
+-- ... and as an application role with every table privilege.
+SET SESSION AUTHORIZATION sm_gov_app;
+UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE public.gov_product SET price = 9.99 WHERE product_id = 1;
+DELETE FROM public.gov_product WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+TRUNCATE public.gov_product;
+\echo :LAST_ERROR_SQLSTATE
+-- INSERT: in the initial state (or NULL) its case is created in the same statement.
+INSERT INTO public.gov_product (product_id, name, status_id) VALUES (6, 'Juicer', 1), (7, 'Oven', NULL);
+INSERT INTO public.gov_product (product_id, name, status_id) VALUES (8, 'Shoes', 3);
+\echo :LAST_ERROR_SQLSTATE
+SELECT product_id, name, status_id, price FROM public.gov_product ORDER BY product_id;
+-- The write path moves the row: transition_to, as the application would.
+SELECT to_state FROM statemachine.transition_to((SELECT id FROM statemachine.case_file WHERE machine = 'gshop' AND case_number = '6'),
+       'on order', 'a2000000-0000-0000-0000-000000000002', 'CLERK', 'c2000000-0000-0000-0000-000000000002');
+SELECT product_id, status_id FROM public.gov_product WHERE product_id = 6;
+RESET SESSION AUTHORIZATION;
+SELECT case_number, current_state FROM statemachine.case_file WHERE machine = 'gshop' AND case_number IN ('6', '7') ORDER BY 1;
+
+-- Every kind of transition keeps the mirror: bulk, timers, corrections, migrations.
+SELECT ok, to_state FROM statemachine.bulk_transition(
+       ARRAY(SELECT id FROM statemachine.case_file WHERE machine = 'gshop' AND case_number IN ('1', '5') ORDER BY case_number),
+       'sell out', 'a2000000-0000-0000-0000-000000000003', 'CLERK', NULL, NULL, 'c2000000-0000-0000-0000-000000000003');
+SELECT transition_code, to_state FROM statemachine.run_due_transitions(10) WHERE to_state IS NOT NULL;
+SELECT (statemachine.correct_transition(
+         (SELECT t.id FROM statemachine.case_state_transition t JOIN statemachine.case_file c ON c.id = t.case_id
+           WHERE c.machine = 'gshop' AND c.case_number = '5' AND t.transition_code = 'sell out'),
+         'in stock', 'sold out by mistake', 'a2000000-0000-0000-0000-000000000004', 'ADMIN', 'c2000000-0000-0000-0000-000000000004')).to_state AS corrected_to;
+SELECT product_id, status_id FROM public.gov_product ORDER BY product_id;
+SELECT statemachine.define_machine($${
+  "machine": "gshop",
+  "states": [{"code": "in stock", "initial": true}, {"code": "on order"}, {"code": "unavailable"}, {"code": "deleted", "terminal": true}],
+  "transitions": [
+    {"code": "order", "from": "in stock", "to": "on order"},
+    {"code": "restock", "from": ["on order", "unavailable"], "to": "in stock"},
+    {"code": "sell out", "from": ["in stock", "on order"], "to": "unavailable"},
+    {"code": "delete", "from": "unavailable", "to": "deleted", "after": "4 years"}
+  ]}$$) AS gshop_v2;
+SELECT case_number, from_state, to_state, outcome FROM statemachine.migrate_cases('gshop', 1, 2, '{"on order": "in stock"}',
+       'a2000000-0000-0000-0000-000000000005', 'ADMIN', 'c2000000-0000-0000-0000-000000000005', dry_run => false)
+ WHERE from_state <> to_state ORDER BY case_number;
+SELECT product_id, status_id FROM public.gov_product ORDER BY product_id;
+-- A row whose case is terminal may go.
+DELETE FROM public.gov_product WHERE product_id IN (3, 4);
+SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
+ WHERE c.machine IS NULL OR c.machine IN ('gshop', 'light');
+SELECT * FROM statemachine.guard_weaknesses();
+
+-- A mirror changed under break_glass is reported by reconcile().
+BEGIN;
+SELECT statemachine.break_glass('regress: a repair gone wrong') IS NOT NULL AS broken;
+UPDATE public.gov_product SET status_id = 4 WHERE product_id = 2;
+INSERT INTO public.gov_product (product_id, name, status_id) VALUES (99, 'Smuggled', 2);
+SELECT current_state, derived_state, state_version, derived_version FROM statemachine.reconcile();
+ROLLBACK;
+
+-- An enum column, its labels the state codes (no mapping).
+CREATE TYPE public.gov_light_colour AS ENUM ('red', 'green');
+CREATE TABLE public.gov_light (name text PRIMARY KEY, colour public.gov_light_colour NOT NULL);
+INSERT INTO public.gov_light VALUES ('north', 'red'), ('south', 'green');
+SELECT statemachine.define_machine('{"machine": "light", "states": [{"code": "red", "initial": true}, {"code": "green"}],
+  "transitions": [{"code": "go", "from": "red", "to": "green"}, {"code": "stop", "from": "green", "to": "red"}]}') AS light_version;
+SELECT machine, state_values FROM statemachine.govern_table('public.gov_light', 'name', 'colour', 'light');
+SELECT to_state FROM statemachine.transition_to((SELECT id FROM statemachine.case_file WHERE machine = 'light' AND case_number = 'north'),
+       'green', 'a2000000-0000-0000-0000-000000000006', 'X', 'c2000000-0000-0000-0000-000000000006');
+SELECT * FROM public.gov_light ORDER BY name;
+UPDATE public.gov_light SET colour = 'red' WHERE name = 'south';
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
+ WHERE c.machine IS NULL OR c.machine IN ('gshop', 'light');
+
+-- Un-governing is the audited exception: under break_glass, drop the tables (or their
+-- triggers) and their governed_table rows; the cases and their history stay.
+BEGIN;
+SELECT statemachine.break_glass('regress: the shop closes') IS NOT NULL AS broken;
+DROP TABLE public.gov_product, public.gov_light;
+DELETE FROM statemachine.governed_table;
+COMMIT;
+SELECT count(*) AS weaknesses FROM statemachine.guard_weaknesses();
+SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
+ WHERE c.machine IS NULL OR c.machine IN ('gshop', 'light');
+DROP TABLE public.gov_status;
+DROP TYPE public.gov_light_colour;
+REVOKE ALL ON statemachine.case_file FROM sm_gov_app;
+REVOKE ALL ON SCHEMA statemachine FROM sm_gov_app, sm_gov_owner;
+REVOKE ALL ON FUNCTION statemachine.govern_table(regclass, name, name, text, jsonb, uuid, text, uuid) FROM sm_gov_owner, sm_gov_app;
+REVOKE ALL ON FUNCTION statemachine.transition_to(uuid, text, uuid, text, uuid, text, text, bigint, uuid[], uuid, uuid, jsonb) FROM sm_gov_app;
+DROP ROLE sm_gov_owner;
+DROP ROLE sm_gov_app;
