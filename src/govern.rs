@@ -200,7 +200,7 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     ] {
         spi.run_dyn(&DynStmt { sql: ddl, args: vec![] }, &[], 0);
     }
-    governance::invalidate(&spi);
+    governance::invalidate();
     row.ok_or_else(|| Refusal::CommandInFlight.report(&CaseFacts::default()))
 }
 

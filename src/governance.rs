@@ -14,7 +14,7 @@ use crate::spi::{DynStmt, Spi, Stmt, TEXT, UUID};
 use crate::{creation, history, machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::{CaseFacts, Refusal};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -81,7 +81,6 @@ static OWNER: Stmt = Stmt {
 
 thread_local! {
     static CACHE: RefCell<Option<Rc<Vec<Rc<Governed>>>>> = const { RefCell::new(None) };
-    static CONFIG_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     /// (table, key, value) the write path is writing right now.
     static MIRROR_DOOR: RefCell<Vec<(pg_sys::Oid, String, String)>> = const { RefCell::new(Vec::new()) };
 }
@@ -114,7 +113,6 @@ pub fn all(spi: &Spi) -> Rc<Vec<Rc<Governed>>> {
             ),
             args: vec![TEXT, TEXT],
         };
-        CONFIG_RELID.with(|c| c.set(pg_sys::Oid::from(r.i64(i, 12).unwrap_or(0) as u32)));
         list.push(Rc::new(Governed {
             relid: pg_sys::Oid::from(relid as u32),
             table,
@@ -128,12 +126,6 @@ pub fn all(spi: &Spi) -> Rc<Vec<Rc<Governed>>> {
             to_value,
             mirror,
         }));
-    }
-    if CONFIG_RELID.with(Cell::get) == pg_sys::InvalidOid {
-        // No governed table yet: still learn the config table's oid for invalidations.
-        // SAFETY: a catalog lookup by name inside a transaction.
-        let oid = unsafe { pg_sys::get_relname_relid(c"governed_table".as_ptr(), pg_sys::get_namespace_oid(c"statemachine".as_ptr(), true)) };
-        CONFIG_RELID.with(|c| c.set(oid));
     }
     let list = Rc::new(list);
     CACHE.with(|c| *c.borrow_mut() = Some(list.clone()));
@@ -155,11 +147,11 @@ pub fn quote_ident(name: &str) -> String {
     unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())).to_string_lossy().into_owned() }
 }
 
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let config = CONFIG_RELID.with(Cell::get);
-    if relid == pg_sys::InvalidOid || relid == config || config == pg_sys::InvalidOid {
-        CACHE.with(|c| c.borrow_mut().take());
-    }
+/// Any relcache invalidation drops the cache: one of governed_table (govern_table), of a
+/// governed table (DDL on it, its DROP under break_glass), or a reset. Reloading is one
+/// query, and relcache invalidations are rare next to transitions.
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    CACHE.with(|c| c.borrow_mut().take());
 }
 
 pub fn register_callbacks() {
@@ -167,12 +159,21 @@ pub fn register_callbacks() {
     unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0usize)) };
 }
 
+/// statemachine.governed_table's oid (looked up now: the extension may have been
+/// dropped and created again since).
+fn config_relid() -> pg_sys::Oid {
+    // SAFETY: catalog lookups by name inside a transaction.
+    unsafe { pg_sys::get_relname_relid(c"governed_table".as_ptr(), pg_sys::get_namespace_oid(c"statemachine".as_ptr(), true)) }
+}
+
 /// Tells every backend (and this one) that the governed tables changed.
-pub fn invalidate(spi: &Spi) {
-    all(spi);
-    let relid = CONFIG_RELID.with(Cell::get);
-    // SAFETY: queues a relcache invalidation of our config table, sent at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+pub fn invalidate() {
+    let relid = config_relid();
+    if relid != pg_sys::InvalidOid {
+        // SAFETY: queues a relcache invalidation of an existing relation, sent at commit
+        // (and applied in this backend at the next command).
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    }
     CACHE.with(|c| c.borrow_mut().take());
 }
 
