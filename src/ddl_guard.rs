@@ -86,7 +86,7 @@ static DROPPED: Stmt = Stmt {
 /// alone, which every DDL issuer may read) whose guard a finished command weakened: the trigger not ENABLE ALWAYS or renamed, a column it names (its
 /// arguments: key, state) renamed or dropped.
 static GOVERNED_WEAKENED: Stmt = Stmt {
-    sql: "SELECT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
+    sql: "SELECT DISTINCT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
             FROM pg_catalog.pg_trigger t \
             CROSS JOIN LATERAL (VALUES \
                  (CASE WHEN t.tgenabled OPERATOR(pg_catalog.<>) 'A' THEN pg_catalog.format('trigger %s is not ENABLE ALWAYS', t.tgname) END), \

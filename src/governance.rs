@@ -5,8 +5,10 @@
 //! write path writes the column, through a door of its own that admits exactly the
 //! (table, key, value) it is writing, whenever a governed case moves.
 //!
-//! The configuration is cached per backend and dropped by a relcache invalidation of
-//! statemachine.governed_table, which govern_table and ungovern_table send.
+//! The configuration is cached per backend and dropped by any relcache invalidation
+//! (govern_table sends one for statemachine.governed_table; DDL on a governed table sends
+//! its own). Un-governing is the audited exception: under break_glass, drop the table or
+//! its triggers and delete its statemachine.governed_table row.
 
 use crate::door;
 use crate::fmgr::{datum_text, text_datum, uuid_datum, Args, SmResult};
@@ -75,7 +77,10 @@ static CASE_NUMBER: Stmt = Stmt {
     args: &[UUID],
 };
 static OWNER: Stmt = Stmt {
-    sql: "SELECT c.relowner::pg_catalog.int8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) 'statemachine.case_file'::pg_catalog.regclass",
+    // By name through the catalog (no regclass): the caller may lack USAGE on the schema.
+    sql: "SELECT c.relowner::pg_catalog.int8 FROM pg_catalog.pg_class c \
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND c.relname OPERATOR(pg_catalog.=) 'case_file'",
     args: &[],
 };
 

@@ -99,7 +99,15 @@ DROP TABLE public.gov_product;
 ALTER TABLE public.gov_product ADD COLUMN price numeric;
 ALTER TABLE public.gov_product RENAME COLUMN title TO name;
 RESET SESSION AUTHORIZATION;
--- ... and as an application role with every table privilege.
+-- ... and as an application role with every table privilege (and nothing in schema
+-- statemachine: writing its own table needs nothing there).
+REVOKE USAGE ON SCHEMA statemachine FROM sm_gov_app;
+SET SESSION AUTHORIZATION sm_gov_app;
+UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
+\echo :LAST_ERROR_SQLSTATE
+UPDATE public.gov_product SET name = 'Charger 2' WHERE product_id = 1;
+RESET SESSION AUTHORIZATION;
+GRANT USAGE ON SCHEMA statemachine TO sm_gov_app;
 SET SESSION AUTHORIZATION sm_gov_app;
 UPDATE public.gov_product SET status_id = 2 WHERE product_id = 1;
 \echo :LAST_ERROR_SQLSTATE
