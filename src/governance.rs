@@ -245,11 +245,7 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
     // SAFETY: fcinfo is the call's own; its context is checked to be TriggerData before
     // it is read as one; the trigger manager keeps relation and tuples valid for the call.
     unsafe {
-        let ctx = (*fcinfo).context;
-        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-            return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
-        }
-        let td = ctx as *mut pg_sys::TriggerData;
+        let td = crate::guard::trigger_data(fcinfo)?;
         let event = (*td).tg_event;
         let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
         let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;

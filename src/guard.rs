@@ -37,6 +37,22 @@ pub const APPEND_ONLY: &str = "append-only";
 /// (guard_weaknesses() reports a catalog where that number names another column).
 pub const CASE_FILE_METADATA_ATTNUM: usize = 11;
 
+/// The call's TriggerData; 39P01 when the function was not called as a trigger.
+///
+/// # Safety
+/// `fcinfo` must be the call's own.
+pub(crate) unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo) -> SmResult<*mut pg_sys::TriggerData> {
+    // SAFETY: the caller's contract; the context node is read as TriggerData only after
+    // its tag says it is one.
+    unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+            return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
+        }
+        Ok(ctx as *mut pg_sys::TriggerData)
+    }
+}
+
 /// The audit log of the exception itself: nothing but break_glass() writes it.
 const BREAK_GLASS_TABLE: &str = "break_glass_event";
 
@@ -46,11 +62,7 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
     // it is read as one, and the trigger manager keeps that data (relation, tuples)
     // valid for the call.
     unsafe {
-        let ctx = (*fcinfo).context;
-        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-            return Err(Refusal::NotATrigger.report(&CaseFacts::default()));
-        }
-        let td = ctx as *mut pg_sys::TriggerData;
+        let td = trigger_data(fcinfo)?;
         let event = (*td).tg_event;
         let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
         let row_level = event & pg_sys::TRIGGER_EVENT_ROW != 0;

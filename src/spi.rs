@@ -115,32 +115,26 @@ impl Spi {
     pub fn run(&self, stmt: &'static Stmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows<'_> {
         // One value per declared parameter, or SPI would read past `values`.
         assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
-        let plan = plan_for(stmt);
-        let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0usize))).collect();
-        let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
-        // SAFETY: the plan was prepared for exactly stmt.args (one value and one null
-        // flag per parameter, checked above); SPI is connected while
-        // `self` lives. SPI_tuptable/SPI_processed describe the statement just run.
-        unsafe {
-            let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only, limit);
-            if rc < 0 {
-                panic!("SPI_execute_plan failed ({rc}) for: {}", stmt.sql);
-            }
-            Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData }
-        }
+        self.execute(plan_for(stmt), args, limit, stmt.sql)
     }
 
     /// Executes a [`DynStmt`] (see [`Spi::run`]).
     pub fn run_dyn(&self, stmt: &DynStmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows<'_> {
         assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
-        let plan = dynamic_plan(stmt);
+        self.execute(dynamic_plan(stmt), args, limit, &stmt.sql)
+    }
+
+    /// Runs a kept plan prepared for exactly `args.len()` parameters (checked by callers).
+    fn execute(&self, plan: pg_sys::SPIPlanPtr, args: &[Option<pg_sys::Datum>], limit: i64, sql: &str) -> Rows<'_> {
         let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0usize))).collect();
         let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
-        // SAFETY: as in `run`: one value and null flag per parameter of the plan.
+        // SAFETY: the plan was prepared for exactly these parameters (one value and one
+        // null flag each, checked by the callers); SPI is connected while `self` lives.
+        // SPI_tuptable/SPI_processed describe the statement just run.
         unsafe {
             let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), self.read_only, limit);
             if rc < 0 {
-                panic!("SPI_execute_plan failed ({rc}) for: {}", stmt.sql);
+                panic!("SPI_execute_plan failed ({rc}) for: {sql}");
             }
             Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData }
         }

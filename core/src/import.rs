@@ -272,9 +272,8 @@ pub fn plan_case(machine: &CompiledMachine, case: &CaseIn, at: &[i64], now: i64,
         };
         match judged {
             Ok(code) => plan.push(PlannedStep { code, legal: true }),
-            Err(why) if on_illegal == OnIllegal::Record => {
+            Err(_) if on_illegal == OnIllegal::Record => {
                 let code = if i == 0 { CREATE_CODE.to_owned() } else { step.transition.clone().unwrap_or_else(|| IMPORT_CODE.to_owned()) };
-                let _ = why;
                 plan.push(PlannedStep { code, legal: false });
             }
             Err(why) => {
