@@ -83,8 +83,11 @@ static DROPPED: Stmt = Stmt {
 };
 
 /// Governed tables (those carrying the governed-row trigger; found through pg_catalog
-/// alone, which every DDL issuer may read) whose guard a finished command weakened: the trigger not ENABLE ALWAYS or renamed, a column it names (its
-/// arguments: key, state) renamed or dropped.
+/// alone, which every DDL issuer may read) whose guard a finished command weakened: the
+/// trigger not ENABLE ALWAYS or renamed, a column it names (its arguments: key, state)
+/// renamed or dropped. Only the tables and triggers the command
+/// touched, and not by CREATE TRIGGER: creating the guard weakens nothing, and a restore
+/// (pg_dump's post-data) creates it first and sets it ENABLE ALWAYS in its next command.
 static GOVERNED_WEAKENED: Stmt = Stmt {
     sql: "SELECT DISTINCT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
             FROM pg_catalog.pg_trigger t \
@@ -102,6 +105,10 @@ static GOVERNED_WEAKENED: Stmt = Stmt {
            WHERE t.tgfoid IN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
                                WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND p.proname OPERATOR(pg_catalog.=) 'guard_governed_row') \
              AND w.problem IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c \
+                          WHERE c.command_tag OPERATOR(pg_catalog.<>) 'CREATE TRIGGER' \
+                            AND ((c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid OPERATOR(pg_catalog.=) t.tgrelid) \
+                              OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND c.objid OPERATOR(pg_catalog.=) t.oid))) \
            ORDER BY 3",
     args: &[],
 };

@@ -30,6 +30,8 @@ pub struct Governed {
     key_attnum: i32,
     state_attnum: i32,
     state_type: pg_sys::Oid,
+    /// The table's owner: the mirror write runs with its rights, never the extension's.
+    owner: pg_sys::Oid,
     pub machine: String,
     /// Column value (text form) → state; empty: the value is the state code.
     to_state: HashMap<String, String>,
@@ -58,7 +60,7 @@ static CONFIG: Stmt = Stmt {
                  g.state_column::pg_catalog.text, g.machine, g.state_values::pg_catalog.text, \
                  k.attnum::pg_catalog.int4, s.attnum::pg_catalog.int4, s.atttypid::pg_catalog.int8, \
                  pg_catalog.format_type(k.atttypid, k.atttypmod), pg_catalog.format_type(s.atttypid, s.atttypmod), \
-                 'statemachine.governed_table'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 \
+                 r.relowner::pg_catalog.int8 \
           FROM ONLY statemachine.governed_table g \
           JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) g.table_name \
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace \
@@ -126,6 +128,7 @@ pub fn all(spi: &Spi) -> Rc<Vec<Rc<Governed>>> {
             key_attnum: r.i32(i, 7).unwrap_or(0),
             state_attnum: r.i32(i, 8).unwrap_or(0),
             state_type: pg_sys::Oid::from(r.i64(i, 9).unwrap_or(0) as u32),
+            owner: pg_sys::Oid::from(r.i64(i, 12).unwrap_or(0) as u32),
             machine,
             to_state,
             to_value,
@@ -193,7 +196,11 @@ pub fn mirror(spi: &Spi, machine: &str, case_d: pg_sys::Datum, to_state: pg_sys:
     let value = g.value_of(to_state);
     MIRROR_DOOR.with(|d| d.borrow_mut().push((g.relid, number.clone(), value.clone())));
     let _close = scopeguard(|| MIRROR_DOOR.with(|d| d.borrow_mut().pop()));
-    spi.run_dyn(&g.mirror, &[Some(text_datum(&value)), Some(text_datum(&number))], 0);
+    // As the table's owner, security-restricted: whatever fires on the owner's table (its
+    // triggers, rules, checks, defaults) runs with the owner's rights, not the write path's.
+    as_user(g.owner, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, || {
+        spi.run_dyn(&g.mirror, &[Some(text_datum(&value)), Some(text_datum(&number))], 0);
+    });
 }
 
 struct Guard<F: FnMut()>(F);
@@ -213,16 +220,21 @@ fn mirror_admits(relid: pg_sys::Oid, key: &str, value: &str) -> bool {
 }
 
 /// Runs `f` as the owner of the extension's tables (the trigger fires as whoever wrote
-/// the user's table; the cases it reads and creates are the extension's), restoring the
-/// caller's identity after (an error restores it with the transaction's abort).
+/// the user's table; the cases it reads and creates are the extension's).
 fn as_owner<R>(spi: &Spi, f: impl FnOnce() -> R) -> R {
     let owner = spi.run(&OWNER, &[], 1).i64(0, 1).unwrap_or(0);
+    as_user(pg_sys::Oid::from(owner as u32), 0, f)
+}
+
+/// Runs `f` as `user` (with `extra` security-context flags), restoring the caller's
+/// identity after; an error restores it with the (sub)transaction's abort.
+fn as_user<R>(user: pg_sys::Oid, extra: i32, f: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_ctx) = (pg_sys::InvalidOid, 0);
     // SAFETY: saves and switches the current user id for the duration of `f`, the way
     // SECURITY DEFINER functions do; restored below (and by abort on error).
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(pg_sys::Oid::from(owner as u32), saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        pg_sys::SetUserIdAndSecContext(user, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | extra);
     }
     let result = f();
     // SAFETY: restores what was saved above.

@@ -230,8 +230,12 @@ fn published(spi: &Spi, machine: &str, number: i32, drifted: &mut Vec<String>) -
 /// Checks a step against the rules of its pinned version; `None` when it is allowed.
 fn rule_problem(row: &SealedRow, machine: &CompiledMachine) -> Option<String> {
     if row.state_version == 0 {
-        return (row.transition_code != CREATE_CODE || row.from_state.is_some() || row.to_state != machine.initial).then(|| {
-            format!("the first row is not the CREATE of machine {} v{} into {}", machine.machine, machine.version, machine.initial)
+        // An imported record starts where its past starts, or an adopted row at its value.
+        let imported = row.transition_kind == "import";
+        let into = if imported { machine.has_state(&row.to_state) } else { row.to_state == machine.initial };
+        return (row.transition_code != CREATE_CODE || row.from_state.is_some() || !into).then(|| {
+            let target = if imported { "one of its states".to_owned() } else { machine.initial.clone() };
+            format!("the first row is not the CREATE of machine {} v{} into {target}", machine.machine, machine.version)
         });
     }
     if matches!(row.transition_kind.as_str(), "correction" | "migration" | "admin" | "import") {

@@ -101,3 +101,17 @@ $$;
 BEGIN;
 SELECT count(*) FROM statemachine.break_glass('fill.sql: an earlier repair drill');
 COMMIT;
+-- A governed table (0.4.0 on): restored with its data (no trigger yet), its
+-- governed_table row (with the extension's data, under break_glass) and, post-data, its
+-- trigger, created and then set ENABLE ALWAYS as pg_dump writes it. (The upgrade test
+-- fills an older version first: there is nothing to govern there.)
+SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'govern_table' AND pronamespace = 'statemachine'::regnamespace) AS can_govern \gset
+\if :can_govern
+SELECT statemachine.define_machine('{"machine": "shelf", "states": [{"code": "full shelf", "initial": true}, {"code": "empty shelf"}],
+  "transitions": [{"code": "sell", "from": "full shelf", "to": "empty shelf"}, {"code": "refill", "from": "empty shelf", "to": "full shelf"}]}');
+CREATE TABLE public.shelf_item (sku text PRIMARY KEY, status_code int NOT NULL, label text);
+INSERT INTO public.shelf_item VALUES ('A-1', 1, 'apples'), ('A-2', 2, 'pears');
+SELECT machine FROM statemachine.govern_table('public.shelf_item', 'sku', 'status_code', 'shelf', '{"1": "full shelf", "2": "empty shelf"}');
+SELECT to_state FROM statemachine.transition_to((SELECT id FROM statemachine.case_file WHERE machine = 'shelf' AND case_number = 'A-1'),
+       'empty shelf', 'a0000000-0000-0000-0000-000000000001', 'CLERK', 'c5000000-0000-0000-0000-000000000001');
+\endif

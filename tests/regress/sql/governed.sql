@@ -29,6 +29,10 @@ INSERT INTO public.gov_status VALUES (1, 'in stock'), (2, 'on order'), (3, 'unav
 CREATE TABLE public.gov_product (product_id int PRIMARY KEY, title text NOT NULL,
                                  status_id int REFERENCES public.gov_status);
 ALTER TABLE public.gov_product OWNER TO sm_gov_owner;
+CREATE TABLE public.gov_audit (who text, status_id int);
+ALTER TABLE public.gov_audit OWNER TO sm_gov_owner;
+GRANT CREATE ON SCHEMA public TO sm_gov_owner;
+GRANT INSERT ON public.gov_audit TO sm_gov_app;
 GRANT SELECT ON public.gov_status TO sm_gov_app;
 GRANT SELECT ON statemachine.case_file TO sm_gov_app;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON public.gov_product TO sm_gov_app;
@@ -95,9 +99,13 @@ ALTER TABLE public.gov_product DROP COLUMN status_id;
 \echo :LAST_ERROR_SQLSTATE
 DROP TABLE public.gov_product;
 \echo :LAST_ERROR_SQLSTATE
--- (the table stays the owner's: other DDL is fine)
+-- (the table stays the owner's: other DDL is fine, its own triggers included — which run
+-- with the owner's rights when the write path writes the row, never the extension's)
 ALTER TABLE public.gov_product ADD COLUMN price numeric;
 ALTER TABLE public.gov_product RENAME COLUMN title TO name;
+CREATE FUNCTION public.gov_audit_row() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN IF NEW.status_id IS DISTINCT FROM OLD.status_id THEN INSERT INTO public.gov_audit VALUES (current_user, NEW.status_id); END IF; RETURN NEW; END$$;
+CREATE TRIGGER gov_product_audit BEFORE UPDATE ON public.gov_product FOR EACH ROW EXECUTE FUNCTION public.gov_audit_row();
 RESET SESSION AUTHORIZATION;
 -- ... and as an application role with every table privilege (and nothing in schema
 -- statemachine: writing its own table needs nothing there).
@@ -151,6 +159,8 @@ SELECT case_number, from_state, to_state, outcome FROM statemachine.migrate_case
        'a2000000-0000-0000-0000-000000000005', 'ADMIN', 'c2000000-0000-0000-0000-000000000005', dry_run => false)
  WHERE from_state <> to_state ORDER BY case_number;
 SELECT product_id, status_id FROM public.gov_product ORDER BY product_id;
+-- The owner's trigger saw every change of the status, each made by the write path as the owner.
+SELECT who, count(*) FROM public.gov_audit GROUP BY who ORDER BY who;
 -- A row whose case is terminal may go.
 DELETE FROM public.gov_product WHERE product_id IN (3, 4);
 SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
@@ -190,7 +200,9 @@ COMMIT;
 SELECT count(*) AS weaknesses FROM statemachine.guard_weaknesses();
 SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
  WHERE c.machine IS NULL OR c.machine IN ('gshop', 'light');
-DROP TABLE public.gov_status;
+DROP TABLE public.gov_status, public.gov_audit;
+DROP FUNCTION public.gov_audit_row();
+REVOKE CREATE ON SCHEMA public FROM sm_gov_owner;
 DROP TYPE public.gov_light_colour;
 REVOKE ALL ON statemachine.case_file FROM sm_gov_app;
 REVOKE ALL ON SCHEMA statemachine FROM sm_gov_app, sm_gov_owner;
