@@ -325,3 +325,78 @@ fn available_transitions_agrees_with_check_transition() {
     .unwrap();
     assert!(allowed);
 }
+
+// Adopting existing data (0.4.0): codes as users write them, transition_to, import_cases,
+// a governed table's mirror.
+const SHOP: &str = r#"{"machine": "shop",
+  "states": [{"code": "in stock", "initial": true}, {"code": "on order"}, {"code": "unavailable"}, {"code": "deleted", "terminal": true}],
+  "transitions": [{"code": "order", "from": "in stock", "to": "on order"},
+                  {"code": "restock", "from": ["on order", "unavailable"], "to": "in stock"},
+                  {"code": "sell out", "from": ["in stock", "on order"], "to": "unavailable"},
+                  {"code": "delete", "from": "unavailable", "to": "deleted", "min_time_in_state": "5 years"}]}"#;
+
+fn shop_case(number: &str) -> pgrx::Uuid {
+    Spi::get_one::<pgrx::Uuid>(&format!("SELECT id FROM statemachine.case_file WHERE machine = 'shop' AND case_number = '{number}'"))
+        .unwrap()
+        .unwrap()
+}
+
+fn to_state(case: pgrx::Uuid, state: &str) -> String {
+    Spi::get_one::<String>(&format!(
+        "SELECT transition_code FROM statemachine.transition_to('{case}', '{state}', '{ACTOR}', 'CLERK', gen_random_uuid())"
+    ))
+    .unwrap()
+    .unwrap()
+}
+
+#[pg_test]
+fn transition_to_performs_the_one_rule_to_a_state() {
+    define(SHOP);
+    Spi::run(&format!("SELECT statemachine.create_case('shop', 'P-1', '{ACTOR}', 'CLERK', gen_random_uuid())")).unwrap();
+    let case = shop_case("P-1");
+    assert_eq!(to_state(case, "on order"), "order");
+    assert_eq!(to_state(case, "unavailable"), "sell out");
+    assert_eq!(to_state(case, "in stock"), "restock");
+    assert_eq!(reconcile_rows(), 0);
+}
+
+#[pg_test(error = "no transition leads from state in stock to deleted")]
+fn transition_to_a_state_no_rule_reaches_is_refused() {
+    define(SHOP);
+    Spi::run(&format!("SELECT statemachine.create_case('shop', 'P-1', '{ACTOR}', 'CLERK', gen_random_uuid())")).unwrap();
+    to_state(shop_case("P-1"), "deleted");
+}
+
+#[pg_test]
+fn imported_dates_start_the_clock_of_time_guards() {
+    define(SHOP);
+    let imported = Spi::get_one::<i64>(&format!(
+        r#"SELECT count(*) FROM statemachine.import_cases('shop', '[
+             {{"case_number": "P-3", "steps": [{{"state": "in stock", "at": "2013-08-07 02:46:21+02"}}, {{"state": "unavailable", "at": "2019-01-27 02:00:31+02"}}]}}
+           ]', '{ACTOR}', 'IMPORTER', gen_random_uuid())"#
+    ))
+    .unwrap();
+    assert_eq!(imported, Some(1));
+    let case = shop_case("P-3");
+    let kinds = Spi::get_one::<String>(&format!(
+        "SELECT string_agg(transition_kind || ':' || transition_code, ',' ORDER BY state_version) FROM statemachine.case_history('{case}')"
+    ))
+    .unwrap();
+    assert_eq!(kinds.as_deref(), Some("import:CREATE,import:sell out"));
+    // Unavailable since 2019: the 5 years have passed.
+    assert_eq!(to_state(case, "deleted"), "delete");
+    assert_eq!(reconcile_rows(), 0);
+}
+
+#[pg_test(error = "direct UPDATE on governed table public.item refused")]
+fn a_governed_column_follows_the_case_and_refuses_direct_writes() {
+    define(SHOP);
+    Spi::run("CREATE TABLE public.item (sku text PRIMARY KEY, status text NOT NULL)").unwrap();
+    Spi::run("INSERT INTO public.item VALUES ('P-1', 'in stock'), ('P-2', 'unavailable')").unwrap();
+    Spi::run("SELECT statemachine.govern_table('public.item', 'sku', 'status', 'shop')").unwrap();
+    to_state(shop_case("P-1"), "on order");
+    let status = Spi::get_one::<String>("SELECT status FROM public.item WHERE sku = 'P-1'").unwrap();
+    assert_eq!(status.as_deref(), Some("on order"));
+    assert_eq!(reconcile_rows(), 0);
+    Spi::run("UPDATE public.item SET status = 'in stock' WHERE sku = 'P-1'").unwrap();
+}
