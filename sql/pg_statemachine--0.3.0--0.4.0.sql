@@ -78,7 +78,7 @@ REVOKE ALL ON statemachine.governed_table FROM PUBLIC;
 
 CREATE FUNCTION statemachine.guard_governed_row() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'sm_guard_governed_row';
-COMMENT ON FUNCTION statemachine.guard_governed_row() IS 'Trigger on a governed table (ENABLE ALWAYS): refuses (SM007) a direct change of the state column or the key, a DELETE of a row whose case is not terminal, TRUNCATE; creates the case of an INSERTed row (in the initial state, or with the column NULL) in the same statement.';
+COMMENT ON FUNCTION statemachine.guard_governed_row() IS 'Triggers on a governed table (ENABLE ALWAYS): BEFORE each row, refuses (SM007) a direct change of the state column or the key and a DELETE of a row whose case is not terminal, and creates the case of an INSERTed row (in the initial state, or with the column NULL) in the same statement; BEFORE TRUNCATE, refuses it; AFTER each inserted or updated row, checks the row as stored (whatever triggers ran after the guard).';
 
 CREATE FUNCTION statemachine.govern_table(
     table_name regclass, key_column name, state_column name, machine text,
@@ -101,7 +101,7 @@ CREATE FUNCTION statemachine.guard_weaknesses()
 AS $$
     SELECT w.table_name, w.problem FROM statemachine.guard_weaknesses_of_members() w
     UNION ALL
-    -- Every governed table keeps both governed-row triggers, ENABLE ALWAYS, on the
+    -- Every governed table keeps its three governed-row triggers, ENABLE ALWAYS, on the
     -- guard function, for their events ...
     SELECT g.table_name::text, pg_catalog.format('governed-row trigger %s is %s', x.tgname,
                CASE WHEN tr.oid IS NULL THEN 'missing'
@@ -110,7 +110,7 @@ AS $$
                     WHEN tr.tgfoid <> 'statemachine.guard_governed_row()'::regprocedure THEN 'pointing at ' || tr.tgfoid::regprocedure::text
                     ELSE pg_catalog.format('for the wrong events (tgtype %s, not %s)', tr.tgtype, x.tgtype) END)
       FROM statemachine.governed_table g
-     CROSS JOIN (VALUES ('zz_statemachine_governed', 31), ('zz_statemachine_governed_truncate', 34)) x(tgname, tgtype)
+     CROSS JOIN (VALUES ('zz_statemachine_governed', 31), ('zz_statemachine_governed_truncate', 34), ('zz_statemachine_governed_check', 21)) x(tgname, tgtype)
       LEFT JOIN pg_trigger tr ON tr.tgrelid = g.table_name AND tr.tgname = x.tgname
      WHERE tr.oid IS NULL OR tr.tgenabled <> 'A' OR tr.tgfoid <> 'statemachine.guard_governed_row()'::regprocedure
         OR tr.tgtype <> x.tgtype

@@ -93,7 +93,7 @@ static GOVERNED_WEAKENED: Stmt = Stmt {
             FROM pg_catalog.pg_trigger t \
             CROSS JOIN LATERAL (VALUES \
                  (CASE WHEN t.tgenabled OPERATOR(pg_catalog.<>) 'A' THEN pg_catalog.format('trigger %s is not ENABLE ALWAYS', t.tgname) END), \
-                 (CASE WHEN t.tgname OPERATOR(pg_catalog.<>) ALL (ARRAY['zz_statemachine_governed', 'zz_statemachine_governed_truncate']) \
+                 (CASE WHEN t.tgname OPERATOR(pg_catalog.<>) ALL (ARRAY['zz_statemachine_governed', 'zz_statemachine_governed_truncate', 'zz_statemachine_governed_check']) \
                        THEN pg_catalog.format('trigger renamed to %s', t.tgname) END), \
                  (CASE WHEN t.tgnargs OPERATOR(pg_catalog.<>) 2 OR EXISTS ( \
                            SELECT 1 FROM pg_catalog.generate_series(1, 2) n \

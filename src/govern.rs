@@ -196,7 +196,9 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     for ddl in [
         format!("CREATE TRIGGER zz_statemachine_governed BEFORE INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION statemachine.guard_governed_row({columns})"),
         format!("CREATE TRIGGER zz_statemachine_governed_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION statemachine.guard_governed_row({columns})"),
-        format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER zz_statemachine_governed, ENABLE ALWAYS TRIGGER zz_statemachine_governed_truncate"),
+        format!("CREATE TRIGGER zz_statemachine_governed_check AFTER INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION statemachine.guard_governed_row({columns})"),
+        format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER zz_statemachine_governed, ENABLE ALWAYS TRIGGER zz_statemachine_governed_truncate, \
+                 ENABLE ALWAYS TRIGGER zz_statemachine_governed_check"),
     ] {
         spi.run_dyn(&DynStmt { sql: ddl, args: vec![] }, &[], 0);
     }

@@ -250,8 +250,10 @@ fn refuse_write(g: &Governed, operation: &str, detail: String) -> statemachine_c
     Refusal::GovernedWrite { table: g.table.clone(), operation: operation.into(), detail, hint }.report(&CaseFacts::default())
 }
 
-/// The trigger on a governed table (BEFORE INSERT OR UPDATE OR DELETE FOR EACH ROW, and
-/// BEFORE TRUNCATE FOR EACH STATEMENT; both ENABLE ALWAYS).
+/// The triggers on a governed table, all ENABLE ALWAYS: BEFORE INSERT OR UPDATE OR DELETE
+/// FOR EACH ROW (creates an INSERTed row's case, refuses the rest early), BEFORE TRUNCATE
+/// FOR EACH STATEMENT, and AFTER INSERT OR UPDATE FOR EACH ROW (checks the row as stored,
+/// whatever BEFORE triggers ran after ours).
 fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
     let fcinfo = a.fcinfo();
     // SAFETY: fcinfo is the call's own; its context is checked to be TriggerData before
@@ -292,6 +294,26 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
             let att = crate::compat::tuple_desc_attr(desc, (attnum - 1) as usize);
             (!isnull).then(|| datum_text(d, (*att).atttypid))
         };
+        // The AFTER trigger sees each row as every BEFORE trigger left it (the owner's own,
+        // firing after ours by name, included): it checks the row that is stored.
+        let after = event & pg_sys::TRIGGER_EVENT_BEFORE == 0;
+        if after && op == pg_sys::TRIGGER_EVENT_INSERT {
+            let (key, value) = (column(old, g.key_attnum).unwrap_or_default(), column(old, g.state_attnum));
+            let current = as_owner(&spi, || spi.run(&CASE_OF_KEY, &[Some(text_datum(&g.machine)), Some(text_datum(&key))], 1).text(0, 2));
+            return match (current, value) {
+                (Some(current), Some(value)) if g.state_of(&value).as_deref() == Some(current.as_str()) => Ok(pass),
+                (current, value) => Err(refuse_write(
+                    &g,
+                    "INSERT",
+                    format!(
+                        "The row as stored (key {key}, {} {}) does not show its case's state ({}): a trigger changed it after the guard.",
+                        g.state_column,
+                        value.as_deref().unwrap_or("NULL"),
+                        current.as_deref().unwrap_or("no case")
+                    ),
+                )),
+            };
+        }
         match op {
             pg_sys::TRIGGER_EVENT_UPDATE => {
                 let changed = |attnum: i32| {

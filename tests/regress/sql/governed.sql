@@ -106,6 +106,19 @@ ALTER TABLE public.gov_product RENAME COLUMN title TO name;
 CREATE FUNCTION public.gov_audit_row() RETURNS trigger LANGUAGE plpgsql AS
   $$BEGIN IF NEW.status_id IS DISTINCT FROM OLD.status_id THEN INSERT INTO public.gov_audit VALUES (current_user, NEW.status_id); END IF; RETURN NEW; END$$;
 CREATE TRIGGER gov_product_audit BEFORE UPDATE ON public.gov_product FOR EACH ROW EXECUTE FUNCTION public.gov_audit_row();
+-- A trigger of the owner's that sorts after the guard and rewrites the state column (or
+-- the key) is caught by the AFTER check on the row as stored.
+CREATE FUNCTION public.gov_sneak() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN IF NEW.name = 'sneak' THEN NEW.status_id := 4; ELSIF NEW.name = 'rekey' THEN NEW.product_id := 42; END IF; RETURN NEW; END$$;
+CREATE TRIGGER zzzz_gov_sneak BEFORE INSERT OR UPDATE ON public.gov_product FOR EACH ROW EXECUTE FUNCTION public.gov_sneak();
+UPDATE public.gov_product SET name = 'sneak' WHERE product_id = 5;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO public.gov_product (product_id, name, status_id) VALUES (50, 'rekey', 1);
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO public.gov_product (product_id, name, status_id) VALUES (51, 'sneak', 1);
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER zzzz_gov_sneak ON public.gov_product;
+DROP FUNCTION public.gov_sneak();
 RESET SESSION AUTHORIZATION;
 -- ... and as an application role with every table privilege (and nothing in schema
 -- statemachine: writing its own table needs nothing there).
