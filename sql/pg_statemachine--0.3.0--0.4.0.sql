@@ -162,7 +162,10 @@ BEGIN
         OR h.derived_version <> c.state_version
         OR h.state_version <> c.state_version
      ORDER BY c.id;
-    -- Governed rows: derived_state says what the row shows ("<table> row <key>: <state>").
+    -- Governed rows: derived_state says what the row shows ("<table> row <key>: <state>"),
+    -- or that a case's row is missing ("<table> has no row <key>"). Values are read through
+    -- their types' output functions (format's %s), never cast: a cast from a user's type
+    -- would run its owner's code with this function's rights.
     FOR g IN SELECT gt.key_column, gt.state_column, gt.machine, gt.state_values,
                     pg_catalog.format('%I.%I', n.nspname, r.relname) AS qname
                FROM statemachine.governed_table gt
@@ -170,16 +173,24 @@ BEGIN
               ORDER BY 5
     LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT c.id, c.current_state, %L || '' row '' || t.k || '': '' || COALESCE(m.state, COALESCE(''value '' || t.v, ''NULL'') || '' (no state)''),
+            'WITH t AS (SELECT pg_catalog.format(''%%s'', x.%I) AS k,
+                               CASE WHEN x.%I IS NOT NULL THEN pg_catalog.format(''%%s'', x.%I) END AS v FROM ONLY %s x)
+             SELECT c.id, c.current_state, %L || '' row '' || t.k || '': '' || COALESCE(m.state, COALESCE(''value '' || t.v, ''NULL'') || '' (no state)''),
                     c.state_version, NULL::bigint
-               FROM (SELECT x.%I::pg_catalog.text AS k, x.%I::pg_catalog.text AS v FROM ONLY %s x) t
+               FROM t
                CROSS JOIN LATERAL (SELECT CASE WHEN $1 IS NULL THEN t.v ELSE $1 OPERATOR(pg_catalog.->>) t.v END AS state) m
                LEFT JOIN ONLY statemachine.case_file c ON c.machine OPERATOR(pg_catalog.=) $2 AND c.case_number OPERATOR(pg_catalog.=) t.k AND c.root_case_id IS NULL
               WHERE c.id IS NULL OR m.state IS DISTINCT FROM c.current_state
-              ORDER BY t.k', g.qname, g.key_column, g.state_column, g.qname)
+             UNION ALL
+             SELECT c.id, c.current_state, %L || '' has no row '' || c.case_number, c.state_version, NULL::bigint
+               FROM ONLY statemachine.case_file c
+               JOIN ONLY statemachine.state s ON s.machine_version_id OPERATOR(pg_catalog.=) c.machine_version_id AND s.code OPERATOR(pg_catalog.=) c.current_state
+              WHERE c.machine OPERATOR(pg_catalog.=) $2 AND c.root_case_id IS NULL AND NOT s.is_terminal
+                AND NOT EXISTS (SELECT 1 FROM t WHERE t.k OPERATOR(pg_catalog.=) c.case_number)
+              ORDER BY 3', g.key_column, g.state_column, g.state_column, g.qname, g.qname, g.qname)
         USING g.state_values, g.machine;
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION statemachine.reconcile() IS 'Every case whose stored state or version disagrees with its history (missing or gapped history included), and every row of a governed table whose state column disagrees with its case or that has no case (derived_state: "<table> row <key>: <what the row shows>"); zero rows is the healthy answer.';
+COMMENT ON FUNCTION statemachine.reconcile() IS 'Every case whose stored state or version disagrees with its history (missing or gapped history included); every row of a governed table whose state column disagrees with its case or that has no case (derived_state: "<table> row <key>: <what the row shows>"), and every non-terminal case of a governed machine without a row ("<table> has no row <key>"); zero rows is the healthy answer.';
 REVOKE ALL ON FUNCTION statemachine.guard_governed_row() FROM PUBLIC;

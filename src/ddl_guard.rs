@@ -83,32 +83,45 @@ static DROPPED: Stmt = Stmt {
 };
 
 /// Governed tables (those carrying the governed-row trigger; found through pg_catalog
-/// alone, which every DDL issuer may read) whose guard a finished command weakened: the
-/// trigger not ENABLE ALWAYS or renamed, a column it names (its arguments: key, state)
-/// renamed or dropped. Only the tables and triggers the command
-/// touched, and not by CREATE TRIGGER: creating the guard weakens nothing, and a restore
-/// (pg_dump's post-data) creates it first and sets it ENABLE ALWAYS in its next command.
+/// alone, which every DDL issuer may read) whose guard the finished command weakened,
+/// among the tables and triggers it touched: a governed-row trigger not ENABLE ALWAYS (but
+/// not by CREATE TRIGGER: a restore creates it, then sets it ALWAYS in its next command),
+/// renamed, or naming columns that are gone; a trigger of the guard's names that runs
+/// another function or for other events (CREATE OR REPLACE TRIGGER); a table made a child
+/// of a governed table (its rows would show in the parent's).
 static GOVERNED_WEAKENED: Stmt = Stmt {
-    sql: "SELECT DISTINCT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
-            FROM pg_catalog.pg_trigger t \
+    sql: "WITH cmd AS (SELECT c.classid, c.objid, c.command_tag FROM pg_catalog.pg_event_trigger_ddl_commands() c), \
+          guard AS (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
+                     WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND p.proname OPERATOR(pg_catalog.=) 'guard_governed_row'), \
+          touched AS (SELECT t.oid, t.tgrelid, t.tgname, t.tgfoid, t.tgtype, t.tgenabled, t.tgnargs, t.tgargs, cmd.command_tag, \
+                             t.tgfoid IN (SELECT oid FROM guard) AS guards, \
+                             CASE t.tgname WHEN 'zz_statemachine_governed' THEN 31 WHEN 'zz_statemachine_governed_truncate' THEN 34 \
+                                           WHEN 'zz_statemachine_governed_check' THEN 21 END AS expected_type \
+                        FROM pg_catalog.pg_trigger t JOIN cmd \
+                          ON (cmd.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND cmd.objid OPERATOR(pg_catalog.=) t.tgrelid) \
+                          OR (cmd.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND cmd.objid OPERATOR(pg_catalog.=) t.oid)) \
+          SELECT DISTINCT 'ALTER', 'table', pg_catalog.format('%s (%s)', t.tgrelid::pg_catalog.regclass, w.problem) \
+            FROM touched t \
             CROSS JOIN LATERAL (VALUES \
-                 (CASE WHEN t.tgenabled OPERATOR(pg_catalog.<>) 'A' THEN pg_catalog.format('trigger %s is not ENABLE ALWAYS', t.tgname) END), \
-                 (CASE WHEN t.tgname OPERATOR(pg_catalog.<>) ALL (ARRAY['zz_statemachine_governed', 'zz_statemachine_governed_truncate', 'zz_statemachine_governed_check']) \
-                       THEN pg_catalog.format('trigger renamed to %s', t.tgname) END), \
-                 (CASE WHEN t.tgnargs OPERATOR(pg_catalog.<>) 2 OR EXISTS ( \
+                 (CASE WHEN t.guards AND t.tgenabled OPERATOR(pg_catalog.<>) 'A' AND t.command_tag OPERATOR(pg_catalog.<>) 'CREATE TRIGGER' \
+                       THEN pg_catalog.format('trigger %s is not ENABLE ALWAYS', t.tgname) END), \
+                 (CASE WHEN t.guards AND t.expected_type IS NULL THEN pg_catalog.format('trigger renamed to %s', t.tgname) END), \
+                 (CASE WHEN t.expected_type IS NOT NULL AND (NOT t.guards OR t.tgtype OPERATOR(pg_catalog.<>) t.expected_type) \
+                       THEN pg_catalog.format('trigger %s replaced by one of other function or events', t.tgname) END), \
+                 (CASE WHEN t.guards AND (t.tgnargs OPERATOR(pg_catalog.<>) 2 OR EXISTS ( \
                            SELECT 1 FROM pg_catalog.generate_series(1, 2) n \
                             WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
                                                WHERE a.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND NOT a.attisdropped \
                                                  AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) \
-                                                     pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\\000', n))) \
+                                                     pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\\000', n)))) \
                        THEN 'a governed column was renamed or dropped' END)) AS w(problem) \
-           WHERE t.tgfoid IN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
-                               WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND p.proname OPERATOR(pg_catalog.=) 'guard_governed_row') \
-             AND w.problem IS NOT NULL \
-             AND EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c \
-                          WHERE c.command_tag OPERATOR(pg_catalog.<>) 'CREATE TRIGGER' \
-                            AND ((c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid OPERATOR(pg_catalog.=) t.tgrelid) \
-                              OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND c.objid OPERATOR(pg_catalog.=) t.oid))) \
+           WHERE w.problem IS NOT NULL \
+          UNION \
+          SELECT 'ALTER', 'table', pg_catalog.format('%s (a child of governed table %s)', h.inhrelid::pg_catalog.regclass, h.inhparent::pg_catalog.regclass) \
+            FROM cmd JOIN pg_catalog.pg_inherits h ON cmd.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                 AND (h.inhrelid OPERATOR(pg_catalog.=) cmd.objid OR h.inhparent OPERATOR(pg_catalog.=) cmd.objid) \
+           WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid OPERATOR(pg_catalog.=) h.inhparent \
+                          AND g.tgfoid IN (SELECT oid FROM guard)) \
            ORDER BY 3",
     args: &[],
 };
@@ -132,6 +145,8 @@ enum Statement {
     Own,
     /// ALTER EXTENSION pg_statemachine ADD/DROP.
     ChangesMembers,
+    /// CREATE OR REPLACE TRIGGER of one of a governed table's guard triggers.
+    ReplacesGovernedTrigger,
     Other,
 }
 
@@ -215,6 +230,15 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
                 // reported once more at the end of the statement, when the script is done.
                 pg_sys::NodeTag::T_CreateExtensionStmt if ours((*(tree as *mut pg_sys::CreateExtensionStmt)).extname) => Statement::Own,
                 pg_sys::NodeTag::T_AlterExtensionStmt if ours((*(tree as *mut pg_sys::AlterExtensionStmt)).extname) => Statement::Own,
+                pg_sys::NodeTag::T_CreateTrigStmt => {
+                    let t = tree as *mut pg_sys::CreateTrigStmt;
+                    let name = (*t).trigname;
+                    if (*t).replace && !name.is_null() && CStr::from_ptr(name).to_bytes().starts_with(b"zz_statemachine_governed") {
+                        Statement::ReplacesGovernedTrigger
+                    } else {
+                        Statement::Other
+                    }
+                }
                 _ => Statement::Other,
             }
         };
@@ -236,6 +260,9 @@ fn guard_ddl(a: &Args) -> SmResult<pg_sys::Datum> {
                 Err(refuse(&command, touched.into_iter().map(|(_, object)| object).collect()))
             }
         };
+    }
+    if statement == Statement::ReplacesGovernedTrigger && !door::is_governing() {
+        return Err(refuse("CREATE OR REPLACE TRIGGER", vec!["a governed table's guard trigger".into()]));
     }
     if alters_extension_contents {
         return Err(refuse("ALTER EXTENSION pg_statemachine ADD/DROP", vec!["extension pg_statemachine".into()]));

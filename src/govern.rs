@@ -22,8 +22,17 @@ static TABLE: Stmt = Stmt {
           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
     args: &[OID],
 };
+/// A column: its number, whether its type's text form is the same in every session (the
+/// key is the case number as text, the state a state code: neither may depend on
+/// TimeZone, DateStyle or the like), and whether a unique index makes it a key.
 static COLUMN: Stmt = Stmt {
-    sql: "SELECT a.attnum::pg_catalog.int4 FROM pg_catalog.pg_attribute a \
+    sql: "SELECT a.attnum::pg_catalog.int4, \
+                 (SELECT COALESCE(NULLIF(ty.typbasetype, 0), ty.oid) OPERATOR(pg_catalog.=) ANY ('{text,varchar,int2,int4,int8,uuid}'::pg_catalog.regtype[]::pg_catalog.oid[]) \
+                         OR ty.typtype OPERATOR(pg_catalog.=) 'e' FROM pg_catalog.pg_type ty WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid), \
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisunique \
+                          AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 AND i.indkey[0] OPERATOR(pg_catalog.=) a.attnum AND i.indpred IS NULL), \
+                 pg_catalog.format_type(a.atttypid, a.atttypmod) \
+          FROM pg_catalog.pg_attribute a \
           WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) $2 \
             AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
     args: &[OID, TEXT],
@@ -84,8 +93,17 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
             .report(&CaseFacts::default()));
     }
     for (arg, column) in [("key_column", &key_column), ("state_column", &state_column)] {
-        if spi.run(&COLUMN, &[Some(relid_d), Some(text_datum(column))], 1).i32(0, 1).is_none() {
+        let c = spi.run(&COLUMN, &[Some(relid_d), Some(text_datum(column))], 1);
+        let (Some(_), Some(plain), Some(unique)) = (c.i32(0, 1), c.bool(0, 2), c.bool(0, 3)) else {
             return Err(invalid(arg, format!("{table} has no column {column}")));
+        };
+        if !plain {
+            let kinds = if arg == "key_column" { "text, varchar, smallint, integer, bigint or uuid" } else { "text, varchar, smallint, integer, bigint, uuid or an enum" };
+            let shown = c.text(0, 4).unwrap_or_default();
+            return Err(invalid(arg, format!("{column} is of type {shown}; it must be {kinds} (or a domain over one): its text form is what cases are matched by, the same in every session")));
+        }
+        if arg == "key_column" && !unique {
+            return Err(invalid(arg, format!("{column} has no unique index of its own: each row must be one case")));
         }
     }
     if key_column == state_column {
@@ -114,12 +132,14 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     spi.run_dyn(&DynStmt { sql: format!("LOCK TABLE ONLY {table} IN SHARE ROW EXCLUSIVE MODE"), args: vec![] }, &[], 0);
     let cases = spi.run(&LOCK_CASES, &[Some(text_datum(&machine_name))], 0);
     let cases: HashMap<String, String> = (0..cases.count).filter_map(|i| Some((cases.text(i, 1)?, cases.text(i, 2)?))).collect();
-    let rows = spi.run_dyn(&DynStmt { sql: format!("SELECT t.{key_q}::pg_catalog.text, t.{state_q}::pg_catalog.text FROM ONLY {table} t"), args: vec![] }, &[], 0);
+    // The values as their types' output functions print them (a cast to text could run
+    // code of the table owner's with this function's rights).
+    let rows = spi.run_dyn(&DynStmt { sql: format!("SELECT t.{key_q}, t.{state_q} FROM ONLY {table} t"), args: vec![] }, &[], 0);
     let mut problems = Vec::new();
     let mut adopt = Vec::new();
     let mut seen = HashSet::with_capacity(rows.count);
     for i in 0..rows.count {
-        let (key, value) = (rows.text(i, 1), rows.text(i, 2));
+        let (key, value) = (rows.output_text(i, 1), rows.output_text(i, 2));
         let Some(key) = key else {
             problems.push(format!("a row has {key_column} NULL"));
             continue;
@@ -206,8 +226,17 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     row.ok_or_else(|| Refusal::CommandInFlight.report(&CaseFacts::default()))
 }
 
+/// PostgreSQL's quote_literal (E'' when the text has a backslash, so the literal reads
+/// the same whatever standard_conforming_strings says).
 fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let c = std::ffi::CString::new(s).unwrap_or_default();
+    // SAFETY: quote_literal_cstr reads a NUL-terminated string and returns a palloc'd one.
+    unsafe {
+        let q = pg_sys::quote_literal_cstr(c.as_ptr());
+        let out = std::ffi::CStr::from_ptr(q).to_string_lossy().into_owned();
+        pg_sys::pfree(q.cast());
+        out
+    }
 }
 
 /// The column's values → states: `state_values` (a JSON object), every state given

@@ -59,13 +59,15 @@ static CONFIG: Stmt = Stmt {
     sql: "SELECT g.table_name::pg_catalog.oid::pg_catalog.int8, pg_catalog.format('%I.%I', n.nspname, r.relname), g.key_column::pg_catalog.text, \
                  g.state_column::pg_catalog.text, g.machine, g.state_values::pg_catalog.text, \
                  k.attnum::pg_catalog.int4, s.attnum::pg_catalog.int4, s.atttypid::pg_catalog.int8, \
-                 pg_catalog.format_type(k.atttypid, k.atttypmod), pg_catalog.format_type(s.atttypid, s.atttypmod), \
+                 pg_catalog.format('%I.%I', kn.nspname, kt.typname), pg_catalog.format('%I.%I', sn.nspname, st.typname), \
                  r.relowner::pg_catalog.int8 \
           FROM ONLY statemachine.governed_table g \
           JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) g.table_name \
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace \
           JOIN pg_catalog.pg_attribute k ON k.attrelid OPERATOR(pg_catalog.=) g.table_name AND k.attname OPERATOR(pg_catalog.=) g.key_column AND NOT k.attisdropped \
-          JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) g.table_name AND s.attname OPERATOR(pg_catalog.=) g.state_column AND NOT s.attisdropped",
+          JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) g.table_name AND s.attname OPERATOR(pg_catalog.=) g.state_column AND NOT s.attisdropped \
+          JOIN pg_catalog.pg_type kt ON kt.oid OPERATOR(pg_catalog.=) k.atttypid JOIN pg_catalog.pg_namespace kn ON kn.oid OPERATOR(pg_catalog.=) kt.typnamespace \
+          JOIN pg_catalog.pg_type st ON st.oid OPERATOR(pg_catalog.=) s.atttypid JOIN pg_catalog.pg_namespace sn ON sn.oid OPERATOR(pg_catalog.=) st.typnamespace",
     args: &[],
 };
 static CASE_OF_KEY: Stmt = Stmt {

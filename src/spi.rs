@@ -269,6 +269,14 @@ impl Rows<'_> {
         self.typed(row, col, types).and_then(|d| unsafe { T::from_datum(d, false) })
     }
 
+    /// Any column as text through its type's output function (never a cast: a cast from
+    /// a user's type runs the user's code).
+    pub fn output_text(&self, row: usize, col: i32) -> Option<String> {
+        let d = self.get(row, col)?;
+        // SAFETY: a non-null datum of the column's own type.
+        Some(unsafe { crate::fmgr::datum_text(d, self.column_type(col)) })
+    }
+
     pub fn text(&self, row: usize, col: i32) -> Option<String> {
         // SAFETY: a non-null datum of a column checked to be text or varchar.
         self.typed(row, col, &[TEXT, pg_sys::VARCHAROID]).map(|d| unsafe { crate::fmgr::text_from_datum(d) })

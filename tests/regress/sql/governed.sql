@@ -203,11 +203,65 @@ UPDATE public.gov_light SET colour = 'red' WHERE name = 'south';
 SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
  WHERE c.machine IS NULL OR c.machine IN ('gshop', 'light');
 
+-- Hostile shapes (red team, 0.4.0): a cast of the owner's from its enum to text (reads
+-- go through output functions, never casts: nothing runs as the extension's owner), a
+-- column name with a backslash and a quote under standard_conforming_strings = off
+-- (quoted, not injected), a session search_path that sees the enum unqualified (the
+-- mirror names types with their schema).
+CREATE TABLE public.gov_cast_log (who text);
+CREATE TYPE public.gov_lamp AS ENUM ('off', 'on');
+CREATE FUNCTION public.gov_lamp_text(public.gov_lamp) RETURNS text LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO public.gov_cast_log VALUES (current_user); RETURN pg_catalog.textin(pg_catalog.enum_out($1)); END$$;
+CREATE CAST (public.gov_lamp AS text) WITH FUNCTION public.gov_lamp_text(public.gov_lamp);
+CREATE TABLE public.gov_lamp_row ("k\" int PRIMARY KEY, "s');--" public.gov_lamp);
+INSERT INTO public.gov_lamp_row VALUES (1, 'off'), (2, 'on');
+SELECT statemachine.define_machine('{"machine": "lamp", "states": [{"code": "off", "initial": true}, {"code": "on"}],
+  "transitions": [{"code": "switch on", "from": "off", "to": "on"}, {"code": "switch off", "from": "on", "to": "off"}]}') AS lamp_version;
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT machine FROM statemachine.govern_table('public.gov_lamp_row', E'k\\', E's\');--', 'lamp');
+RESET standard_conforming_strings;
+RESET escape_string_warning;
+SET search_path = public;
+INSERT INTO gov_lamp_row VALUES (3, NULL);
+SELECT to_state FROM statemachine.transition_to((SELECT id FROM statemachine.case_file WHERE machine = 'lamp' AND case_number = '3'),
+       'on', 'a2000000-0000-0000-0000-000000000007', 'X', 'c2000000-0000-0000-0000-000000000007');
+RESET search_path;
+SELECT * FROM public.gov_lamp_row ORDER BY 1;
+SELECT count(*) AS reconcile_rows FROM statemachine.reconcile() r LEFT JOIN statemachine.case_file c ON c.id = r.case_id
+ WHERE c.machine IS NULL OR c.machine = 'lamp';
+SELECT count(*) AS casts_run FROM public.gov_cast_log;
+SELECT tgname, pg_catalog.encode(tgargs, 'escape') AS args FROM pg_trigger WHERE tgrelid = 'public.gov_lamp_row'::regclass ORDER BY 1;
+-- Keys whose text depends on the session, and keys that are not unique, are refused.
+CREATE TABLE public.gov_bad (at timestamptz PRIMARY KEY, n int, s text);
+SELECT statemachine.govern_table('public.gov_bad', 'at', 's', 'lamp');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.govern_table('public.gov_bad', 'n', 's', 'lamp');
+\echo :LAST_ERROR_SQLSTATE
+DROP TABLE public.gov_bad;
+-- The owner may not replace a guard trigger, nor give the table a child whose rows
+-- would show in it.
+SET SESSION AUTHORIZATION sm_gov_owner;
+CREATE FUNCTION public.gov_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE OR REPLACE TRIGGER zz_statemachine_governed BEFORE INSERT OR UPDATE OR DELETE ON public.gov_product
+  FOR EACH ROW EXECUTE FUNCTION public.gov_noop();
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE public.gov_product_more () INHERITS (public.gov_product);
+\echo :LAST_ERROR_SQLSTATE
+DROP FUNCTION public.gov_noop();
+RESET SESSION AUTHORIZATION;
+-- A case whose row went missing (under break_glass) is reported.
+BEGIN;
+SELECT statemachine.break_glass('regress: a row lost') IS NOT NULL AS broken;
+DELETE FROM public.gov_product WHERE product_id = 5;
+SELECT r.current_state, r.derived_state FROM statemachine.reconcile() r JOIN statemachine.case_file c ON c.id = r.case_id WHERE c.machine = 'gshop';
+ROLLBACK;
+
 -- Un-governing is the audited exception: under break_glass, drop the tables (or their
 -- triggers) and their governed_table rows; the cases and their history stay.
 BEGIN;
 SELECT statemachine.break_glass('regress: the shop closes') IS NOT NULL AS broken;
-DROP TABLE public.gov_product, public.gov_light;
+DROP TABLE public.gov_product, public.gov_light, public.gov_lamp_row;
 DELETE FROM statemachine.governed_table;
 COMMIT;
 SELECT count(*) AS weaknesses FROM statemachine.guard_weaknesses();
@@ -217,6 +271,10 @@ DROP TABLE public.gov_status, public.gov_audit;
 DROP FUNCTION public.gov_audit_row();
 REVOKE CREATE ON SCHEMA public FROM sm_gov_owner;
 DROP TYPE public.gov_light_colour;
+DROP CAST (public.gov_lamp AS text);
+DROP FUNCTION public.gov_lamp_text(public.gov_lamp);
+DROP TYPE public.gov_lamp;
+DROP TABLE public.gov_cast_log;
 REVOKE ALL ON statemachine.case_file FROM sm_gov_app;
 REVOKE ALL ON SCHEMA statemachine FROM sm_gov_app, sm_gov_owner;
 REVOKE ALL ON FUNCTION statemachine.govern_table(regclass, name, name, text, jsonb, uuid, text, uuid) FROM sm_gov_owner, sm_gov_app;
