@@ -8,6 +8,9 @@
 //! touches it. It closes when the RAII value drops, also when a Postgres error unwinds
 //! through the write path, and, belt and braces, on (sub)transaction abort.
 //!
+//! A governed table (a user's) has a door of its own, [`open_mirror`]: it admits the write
+//! path's write of one value into one row's state column, nothing else.
+//!
 //! The one audited exception is break_glass(): it records itself append-only and then
 //! admits direct writes (and DDL on the extension's objects) for the rest of its
 //! (sub)transaction — a fact of this backend's memory, dropped when the subtransaction
@@ -32,6 +35,9 @@ thread_local! {
     static OPEN: RefCell<Vec<&'static [Grant]>> = const { RefCell::new(Vec::new()) };
     /// The subtransaction that called break_glass() (or the one it was merged into).
     static GLASS: Cell<Option<pg_sys::SubTransactionId>> = const { Cell::new(None) };
+    /// (governed table, key, value) the write path is writing into a governed table's
+    /// state column right now (nested writes stack).
+    static MIRROR: RefCell<Vec<(pg_sys::Oid, String, String)>> = const { RefCell::new(Vec::new()) };
     /// govern_table is putting its trigger on a table (the DDL guard lets that through).
     static GOVERNING: Cell<bool> = const { Cell::new(false) };
     /// How many SQL guard functions are running (nested evaluations count).
@@ -63,6 +69,34 @@ impl Drop for Open {
         // Truncate, not pop: a (sub)transaction abort may already have closed the door.
         OPEN.with(|o| o.borrow_mut().truncate(self.depth));
     }
+}
+
+/// Holds the door of a governed table open for exactly one row's state column and one
+/// value, until dropped.
+#[must_use]
+pub struct MirrorOpen {
+    depth: usize,
+}
+
+pub fn open_mirror(table: pg_sys::Oid, key: String, value: String) -> MirrorOpen {
+    MIRROR.with(|m| {
+        let mut m = m.borrow_mut();
+        let depth = m.len();
+        m.push((table, key, value));
+        MirrorOpen { depth }
+    })
+}
+
+impl Drop for MirrorOpen {
+    fn drop(&mut self) {
+        // Truncate, not pop: a (sub)transaction abort may already have closed it.
+        MIRROR.with(|m| m.borrow_mut().truncate(self.depth));
+    }
+}
+
+/// Is the door open for writing `value` into the state column of `table`'s row `key`?
+pub fn mirror_admits(table: pg_sys::Oid, key: &str, value: &str) -> bool {
+    MIRROR.with(|m| m.borrow().iter().any(|(t, k, v)| *t == table && k == key && v == value))
 }
 
 /// Held while govern_table creates and enables its trigger on a user's table.
@@ -139,6 +173,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
     ) {
         OPEN.with(|o| o.borrow_mut().clear());
+        MIRROR.with(|m| m.borrow_mut().clear());
         IN_GUARD.with(|n| n.set(0));
         GLASS.with(|g| g.set(None));
     }
@@ -154,6 +189,7 @@ unsafe extern "C-unwind" fn on_subxact(
     match event {
         pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
             OPEN.with(|o| o.borrow_mut().clear());
+            MIRROR.with(|m| m.borrow_mut().clear());
             // Subtransaction ids grow within a transaction: one at or above the aborted
             // one was broken inside it (or a child of it), and rolls back with it.
             GLASS.with(|g| {

@@ -123,35 +123,49 @@ fn guard_frames(context: &str) -> String {
     lines[..end].join("\n")
 }
 
-/// A `sql` guard's surroundings while it runs: the rights of the session user (never the
-/// extension owner's, which every entry point runs with), a restricted security context
-/// (no temporary objects, no SET ROLE, as for a maintenance command), and a read-only
-/// transaction (any write it attempts, through any function, fails). Restored when
-/// dropped — also when an error unwinds through the write path.
-struct AsSessionUser {
+/// Another identity for a while: `user`, with `extra` security-context flags, and
+/// (with `read_only`) a read-only transaction; what was there before is restored when
+/// dropped — also when an error unwinds through the write path. This is what
+/// fmgr_security_definer does around a SECURITY DEFINER call.
+///
+/// A `sql` guard runs as the session user (never the extension owner, whom every entry
+/// point runs as), restricted (no temporary objects, no SET ROLE, as for a maintenance
+/// command) and read-only (any write it attempts, through any function, fails): see
+/// [`AsUser::session_user_restricted`]. A governed table's mirror write runs as the
+/// table's owner, restricted; the governed-row trigger reads and creates cases as the
+/// extension's owner.
+pub(crate) struct AsUser {
     user: pg_sys::Oid,
     context: i32,
     read_only: bool,
 }
 
-impl AsSessionUser {
-    fn enter() -> AsSessionUser {
-        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+impl AsUser {
+    pub(crate) fn enter(user: pg_sys::Oid, extra: u32, read_only: bool) -> AsUser {
+        let (mut saved_user, mut context) = (pg_sys::InvalidOid, 0);
         // SAFETY: reads and sets the backend's current user and security context, as
         // fmgr_security_definer does around a SECURITY DEFINER call; XactReadOnly is the
         // transaction's read-only flag, restored in Drop.
         unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-            let restricted = context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
-            pg_sys::SetUserIdAndSecContext(pg_sys::GetSessionUserId(), restricted);
-            let read_only = pg_sys::XactReadOnly;
-            pg_sys::XactReadOnly = true;
-            AsSessionUser { user, context, read_only }
+            pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut context);
+            pg_sys::SetUserIdAndSecContext(user, context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | extra) as i32);
+            let was_read_only = pg_sys::XactReadOnly;
+            if read_only {
+                pg_sys::XactReadOnly = true;
+            }
+            AsUser { user: saved_user, context, read_only: was_read_only }
         }
+    }
+
+    /// A `sql` guard's surroundings while it runs.
+    fn session_user_restricted() -> AsUser {
+        // SAFETY: the session user's id, set at connection start.
+        let session_user = unsafe { pg_sys::GetSessionUserId() };
+        AsUser::enter(session_user, pg_sys::SECURITY_RESTRICTED_OPERATION, true)
     }
 }
 
-impl Drop for AsSessionUser {
+impl Drop for AsUser {
     fn drop(&mut self) {
         // SAFETY: restores exactly what enter() saved.
         unsafe {
@@ -226,7 +240,7 @@ impl Facts for DbFacts<'_> {
             // While a guard runs, the write path's functions refuse to be called (SM007),
             // and it runs as the session user, restricted and read-only.
             let _inside = door::evaluating_guard();
-            let _as = AsSessionUser::enter();
+            let _as = AsUser::session_user_restricted();
             self.spi.run(
                 &CALL_GUARD,
                 &[Some(oid), Some(text_datum(&returns)), Some(self.case_d), Some(text_datum(&context.to_string()))],

@@ -9,7 +9,7 @@ use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{datum_text, jsonb_text, text_datum, Args, SmResult};
 use crate::governance;
 use crate::import::{self, Ctx};
-use crate::spi::{DynStmt, Spi, Stmt, JSONB, OID, TEXT};
+use crate::spi::{Spi, Stmt, JSONB, OID, TEXT};
 use crate::{history, machines, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::import::{CaseIn, PlannedStep, StepIn, CREATE_CODE};
@@ -110,7 +110,7 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
         return Err(invalid("state_column", "must not be the key column".into()));
     }
     let relid = pg_sys::Oid::from(u32::try_from(relid_d.value()).unwrap_or(0));
-    if governance::all(&spi).iter().any(|g| g.relid == relid || g.machine == machine_name) {
+    if governance::config(&spi).tables.iter().any(|g| g.relid == relid || g.machine == machine_name) {
         return Err(invalid("table_name", format!("{table} or machine {machine_name} is already governed (statemachine.governed_table)")));
     }
     let latest = spi.run(&machines::LATEST_VERSION, &[Some(text_datum(&machine_name))], 1);
@@ -129,12 +129,12 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     };
 
     let (key_q, state_q) = (governance::quote_ident(&key_column), governance::quote_ident(&state_column));
-    spi.run_dyn(&DynStmt { sql: format!("LOCK TABLE ONLY {table} IN SHARE ROW EXCLUSIVE MODE"), args: vec![] }, &[], 0);
+    spi.run_once(&format!("LOCK TABLE ONLY {table} IN SHARE ROW EXCLUSIVE MODE"));
     let cases = spi.run(&LOCK_CASES, &[Some(text_datum(&machine_name))], 0);
     let cases: HashMap<String, String> = (0..cases.count).filter_map(|i| Some((cases.text(i, 1)?, cases.text(i, 2)?))).collect();
     // The values as their types' output functions print them (a cast to text could run
     // code of the table owner's with this function's rights).
-    let rows = spi.run_dyn(&DynStmt { sql: format!("SELECT t.{key_q}, t.{state_q} FROM ONLY {table} t"), args: vec![] }, &[], 0);
+    let rows = spi.run_once(&format!("SELECT t.{key_q}, t.{state_q} FROM ONLY {table} t"));
     let mut problems = Vec::new();
     let mut adopt = Vec::new();
     let mut seen = HashSet::with_capacity(rows.count);
@@ -220,7 +220,7 @@ fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
         format!("ALTER TABLE {table} ENABLE ALWAYS TRIGGER zz_statemachine_governed, ENABLE ALWAYS TRIGGER zz_statemachine_governed_truncate, \
                  ENABLE ALWAYS TRIGGER zz_statemachine_governed_check"),
     ] {
-        spi.run_dyn(&DynStmt { sql: ddl, args: vec![] }, &[], 0);
+        spi.run_once(&ddl);
     }
     governance::invalidate();
     row.ok_or_else(|| Refusal::CommandInFlight.report(&CaseFacts::default()))

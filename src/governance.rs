@@ -2,8 +2,8 @@
 //! cases (govern_table). Its trigger (`guard_governed_row`, ENABLE ALWAYS) refuses a
 //! direct change of the state column or the key (SM007), creates the case of an INSERTed
 //! row in the same statement, refuses DELETE of a row whose case is not terminal; the
-//! write path writes the column, through a door of its own that admits exactly the
-//! (table, key, value) it is writing, whenever a governed case moves.
+//! write path writes the column, through the door's mirror (`door::open_mirror`), which
+//! admits exactly the (table, key, value) it is writing, whenever a governed case moves.
 //!
 //! The configuration is cached per backend and dropped by any relcache invalidation
 //! (govern_table sends one for statemachine.governed_table; DDL on a governed table sends
@@ -11,6 +11,7 @@
 //! its triggers and delete its statemachine.governed_table row.
 
 use crate::door;
+use crate::facts::AsUser;
 use crate::fmgr::{datum_text, text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{DynStmt, Spi, Stmt, TEXT, UUID};
 use crate::{creation, history, machines, sql_function};
@@ -81,25 +82,35 @@ static CASE_NUMBER: Stmt = Stmt {
     args: &[UUID],
 };
 static OWNER: Stmt = Stmt {
-    // By name through the catalog (no regclass): the caller may lack USAGE on the schema.
     sql: "SELECT c.relowner::pg_catalog.int8 FROM pg_catalog.pg_class c \
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE n.nspname OPERATOR(pg_catalog.=) 'statemachine' AND c.relname OPERATOR(pg_catalog.=) 'case_file'",
     args: &[],
 };
 
-thread_local! {
-    static CACHE: RefCell<Option<Rc<Vec<Rc<Governed>>>>> = const { RefCell::new(None) };
-    /// (table, key, value) the write path is writing right now.
-    static MIRROR_DOOR: RefCell<Vec<(pg_sys::Oid, String, String)>> = const { RefCell::new(Vec::new()) };
+/// What the cache holds: the governed tables, and the owner of the extension's tables
+/// (whom the governed-row trigger reads and creates cases as).
+pub struct Config {
+    pub tables: Vec<Rc<Governed>>,
+    extension_owner: pg_sys::Oid,
 }
 
-/// Every governed table (loaded once per backend, until governed_table changes).
-pub fn all(spi: &Spi) -> Rc<Vec<Rc<Governed>>> {
+thread_local! {
+    static CACHE: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+}
+
+/// Every governed table (loaded once per backend, until a relcache invalidation), read
+/// as the extension's owner: the trigger loads it for whoever writes the user's table.
+pub fn config(spi: &Spi) -> Rc<Config> {
     if let Some(c) = CACHE.with(|c| c.borrow().clone()) {
         return c;
     }
-    let r = spi.run(&CONFIG, &[], 0);
+    // By name through the catalog (no regclass): the caller may lack USAGE on the schema.
+    let extension_owner = pg_sys::Oid::from(spi.run(&OWNER, &[], 1).i64(0, 1).unwrap_or(0) as u32);
+    let r = {
+        let _as = AsUser::enter(extension_owner, 0, false);
+        spi.run(&CONFIG, &[], 0)
+    };
     let mut list = Vec::with_capacity(r.count);
     for i in 0..r.count {
         let (Some(relid), Some(table), Some(key_column), Some(state_column), Some(machine)) =
@@ -137,17 +148,13 @@ pub fn all(spi: &Spi) -> Rc<Vec<Rc<Governed>>> {
             mirror,
         }));
     }
-    let list = Rc::new(list);
-    CACHE.with(|c| *c.borrow_mut() = Some(list.clone()));
-    list
+    let config = Rc::new(Config { tables: list, extension_owner });
+    CACHE.with(|c| *c.borrow_mut() = Some(config.clone()));
+    config
 }
 
 fn for_machine(spi: &Spi, machine: &str) -> Option<Rc<Governed>> {
-    all(spi).iter().find(|g| g.machine == machine).cloned()
-}
-
-fn for_relid(spi: &Spi, relid: pg_sys::Oid) -> Option<Rc<Governed>> {
-    all(spi).iter().find(|g| g.relid == relid).cloned()
+    config(spi).tables.iter().find(|g| g.machine == machine).cloned()
 }
 
 /// PostgreSQL's quote_ident.
@@ -196,52 +203,11 @@ pub fn mirror(spi: &Spi, machine: &str, case_d: pg_sys::Datum, to_state: pg_sys:
     let to_state = to_state.as_str();
     let Some(number) = spi.run(&CASE_NUMBER, &[Some(case_d)], 1).text(0, 1) else { return };
     let value = g.value_of(to_state);
-    MIRROR_DOOR.with(|d| d.borrow_mut().push((g.relid, number.clone(), value.clone())));
-    let _close = scopeguard(|| MIRROR_DOOR.with(|d| d.borrow_mut().pop()));
+    let _door = door::open_mirror(g.relid, number.clone(), value.clone());
     // As the table's owner, security-restricted: whatever fires on the owner's table (its
     // triggers, rules, checks, defaults) runs with the owner's rights, not the write path's.
-    as_user(g.owner, pg_sys::SECURITY_RESTRICTED_OPERATION as i32, || {
-        spi.run_dyn(&g.mirror, &[Some(text_datum(&value)), Some(text_datum(&number))], 0);
-    });
-}
-
-struct Guard<F: FnMut()>(F);
-impl<F: FnMut()> Drop for Guard<F> {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
-fn scopeguard<F: FnMut() -> R, R>(mut f: F) -> Guard<impl FnMut()> {
-    Guard(move || {
-        f();
-    })
-}
-
-fn mirror_admits(relid: pg_sys::Oid, key: &str, value: &str) -> bool {
-    MIRROR_DOOR.with(|d| d.borrow().iter().any(|(r, k, v)| *r == relid && k == key && v == value))
-}
-
-/// Runs `f` as the owner of the extension's tables (the trigger fires as whoever wrote
-/// the user's table; the cases it reads and creates are the extension's).
-fn as_owner<R>(spi: &Spi, f: impl FnOnce() -> R) -> R {
-    let owner = spi.run(&OWNER, &[], 1).i64(0, 1).unwrap_or(0);
-    as_user(pg_sys::Oid::from(owner as u32), 0, f)
-}
-
-/// Runs `f` as `user` (with `extra` security-context flags), restoring the caller's
-/// identity after; an error restores it with the (sub)transaction's abort.
-fn as_user<R>(user: pg_sys::Oid, extra: i32, f: impl FnOnce() -> R) -> R {
-    let (mut saved_user, mut saved_ctx) = (pg_sys::InvalidOid, 0);
-    // SAFETY: saves and switches the current user id for the duration of `f`, the way
-    // SECURITY DEFINER functions do; restored below (and by abort on error).
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(user, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | extra);
-    }
-    let result = f();
-    // SAFETY: restores what was saved above.
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
-    result
+    let _as = AsUser::enter(g.owner, pg_sys::SECURITY_RESTRICTED_OPERATION, false);
+    spi.run_dyn(&g.mirror, &[Some(text_datum(&value)), Some(text_datum(&number))], 0);
 }
 
 fn refuse_write(g: &Governed, operation: &str, detail: String) -> statemachine_core::Report {
@@ -277,7 +243,8 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
             return Ok(pass);
         }
         let spi = Spi::connect();
-        let Some(g) = as_owner(&spi, || for_relid(&spi, relid)) else {
+        let config = config(&spi);
+        let Some(g) = config.tables.iter().find(|g| g.relid == relid).cloned() else {
             let name = std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
             return Err(Refusal::DirectWrite {
                 table: name,
@@ -301,7 +268,10 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
         let after = event & pg_sys::TRIGGER_EVENT_BEFORE == 0;
         if after && op == pg_sys::TRIGGER_EVENT_INSERT {
             let (key, value) = (column(old, g.key_attnum).unwrap_or_default(), column(old, g.state_attnum));
-            let current = as_owner(&spi, || spi.run(&CASE_OF_KEY, &[Some(text_datum(&g.machine)), Some(text_datum(&key))], 1).text(0, 2));
+            let current = {
+                let _as = AsUser::enter(config.extension_owner, 0, false);
+                spi.run(&CASE_OF_KEY, &[Some(text_datum(&g.machine)), Some(text_datum(&key))], 1).text(0, 2)
+            };
             return match (current, value) {
                 (Some(current), Some(value)) if g.state_of(&value).as_deref() == Some(current.as_str()) => Ok(pass),
                 (current, value) => Err(refuse_write(
@@ -333,7 +303,7 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
                 }
                 let key = column(new, g.key_attnum).unwrap_or_default();
                 let value = column(new, g.state_attnum).unwrap_or_default();
-                if mirror_admits(relid, &key, &value) {
+                if door::mirror_admits(relid, &key, &value) {
                     return Ok(pass);
                 }
                 let state = g.state_of(&value).unwrap_or(value);
@@ -345,10 +315,11 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
             }
             pg_sys::TRIGGER_EVENT_DELETE => {
                 let key = column(old, g.key_attnum).unwrap_or_default();
-                let case = as_owner(&spi, || {
+                let case = {
+                    let _as = AsUser::enter(config.extension_owner, 0, false);
                     let r = spi.run(&CASE_OF_KEY, &[Some(text_datum(&g.machine)), Some(text_datum(&key))], 1);
                     r.text(0, 2).map(|s| (s, r.bool(0, 3) == Some(true)))
-                });
+                };
                 match case {
                     Some((state, false)) => Err(refuse_write(
                         &g,
@@ -358,7 +329,7 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
                     _ => Ok(pass),
                 }
             }
-            _ => insert(&spi, &g, td, column(old, g.key_attnum), column(old, g.state_attnum)),
+            _ => insert(&spi, &g, config.extension_owner, td, column(old, g.key_attnum), column(old, g.state_attnum)),
         }
     }
 }
@@ -368,13 +339,21 @@ fn guard_governed_row(a: &Args) -> SmResult<pg_sys::Datum> {
 ///
 /// # Safety
 /// `td` must be the TriggerData of a row-level INSERT trigger call on `g`'s table.
-unsafe fn insert(spi: &Spi, g: &Governed, td: *mut pg_sys::TriggerData, key: Option<String>, value: Option<String>) -> SmResult<pg_sys::Datum> {
+unsafe fn insert(
+    spi: &Spi,
+    g: &Governed,
+    extension_owner: pg_sys::Oid,
+    td: *mut pg_sys::TriggerData,
+    key: Option<String>,
+    value: Option<String>,
+) -> SmResult<pg_sys::Datum> {
     // SAFETY: the caller's contract: td is this INSERT trigger call's TriggerData.
     let tuple = unsafe { (*td).tg_trigtuple };
     let Some(key) = key else {
         return Err(refuse_write(g, "INSERT", format!("{} (the case number) is NULL.", g.key_column)));
     };
-    let result = as_owner(spi, || -> SmResult<Option<String>> {
+    let result = {
+        let _as = AsUser::enter(extension_owner, 0, false);
         let existing = spi.run(&CASE_OF_KEY, &[Some(text_datum(&g.machine)), Some(text_datum(&key))], 1).text(0, 2);
         let latest = spi.run(&machines::LATEST_VERSION, &[Some(text_datum(&g.machine))], 1);
         let Some(version_id) = latest.uuid(0, 1) else {
@@ -409,7 +388,7 @@ unsafe fn insert(spi: &Spi, g: &Governed, td: *mut pg_sys::TriggerData, key: Opt
                 Ok(s.is_none().then(|| g.value_of(&machine.initial)))
             }
         }
-    })?;
+    }?;
     let Some(fill) = result else { return Ok(pg_sys::Datum::from(tuple)) };
     // The column was NULL: the row gets its case's state.
     // SAFETY: the relation's descriptor and the trigger tuple are valid for the call; the

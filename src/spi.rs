@@ -32,24 +32,30 @@ thread_local! {
     static PLANS: RefCell<HashMap<usize, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
 }
 
+/// Prepares `sql` and keeps the plan for the life of the backend.
+fn prepare_kept(sql: &str, args: &[pg_sys::Oid]) -> pg_sys::SPIPlanPtr {
+    // Statement texts are literals of this crate or built from catalog names and quoted
+    // identifiers: a NUL in one is a bug, not user input.
+    let c_sql = CString::new(sql).expect("statement text has no NUL");
+    // SAFETY: called with an SPI connection open (only Spi's methods call this); the text
+    // and the argument type array outlive the call, and SPI_prepare copies what it keeps.
+    unsafe {
+        let plan = pg_sys::SPI_prepare(c_sql.as_ptr(), args.len() as i32, args.as_ptr().cast_mut());
+        if plan.is_null() {
+            let rc = pg_sys::SPI_result;
+            panic!("SPI_prepare failed ({rc}) for: {sql}");
+        }
+        pg_sys::SPI_keepplan(plan);
+        plan
+    }
+}
+
 fn plan_for(stmt: &'static Stmt) -> pg_sys::SPIPlanPtr {
     let key = stmt as *const Stmt as usize;
     if let Some(p) = PLANS.with(|p| p.borrow().get(&key).copied()) {
         return p;
     }
-    // Statement texts are literals of this crate: a NUL in one is a bug, not user input.
-    let sql = CString::new(stmt.sql).expect("statement text has no NUL");
-    // SAFETY: called with an SPI connection open (only Spi::run calls this); `sql` and
-    // the argument type array outlive the call, and SPI_prepare copies what it keeps.
-    let plan = unsafe {
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), stmt.args.len() as i32, stmt.args.as_ptr().cast_mut());
-        if plan.is_null() {
-            let rc = pg_sys::SPI_result;
-            panic!("SPI_prepare failed ({rc}) for: {}", stmt.sql);
-        }
-        pg_sys::SPI_keepplan(plan);
-        plan
-    };
+    let plan = prepare_kept(stmt.sql, stmt.args);
     PLANS.with(|p| p.borrow_mut().insert(key, plan));
     plan
 }
@@ -58,8 +64,9 @@ thread_local! {
     static DYNAMIC_PLANS: RefCell<HashMap<String, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
 }
 
-/// A statement whose text is built at run time (it names a user's table), prepared once
-/// per backend and text, like a [`Stmt`]'s.
+/// A statement whose text is built at run time (it names a user's table) and that runs
+/// again and again (a governed table's mirror write): prepared once per backend and
+/// text, like a [`Stmt`]'s.
 pub struct DynStmt {
     pub sql: String,
     pub args: Vec<pg_sys::Oid>,
@@ -69,20 +76,7 @@ fn dynamic_plan(stmt: &DynStmt) -> pg_sys::SPIPlanPtr {
     if let Some(p) = DYNAMIC_PLANS.with(|p| p.borrow().get(&stmt.sql).copied()) {
         return p;
     }
-    // Built from quoted identifiers and literals of this crate: a NUL is impossible (names
-    // and type names come from the catalog, which has none).
-    let sql = CString::new(stmt.sql.as_str()).expect("statement text has no NUL");
-    // SAFETY: as in plan_for: SPI is connected (only Spi::run_dyn calls this); the text and
-    // the type array outlive the call.
-    let plan = unsafe {
-        let plan = pg_sys::SPI_prepare(sql.as_ptr(), stmt.args.len() as i32, stmt.args.as_ptr().cast_mut());
-        if plan.is_null() {
-            let rc = pg_sys::SPI_result;
-            panic!("SPI_prepare failed ({rc}) for: {}", stmt.sql);
-        }
-        pg_sys::SPI_keepplan(plan);
-        plan
-    };
+    let plan = prepare_kept(&stmt.sql, &stmt.args);
     DYNAMIC_PLANS.with(|p| p.borrow_mut().insert(stmt.sql.clone(), plan));
     plan
 }
@@ -122,6 +116,21 @@ impl Spi {
     pub fn run_dyn(&self, stmt: &DynStmt, args: &[Option<pg_sys::Datum>], limit: i64) -> Rows<'_> {
         assert_eq!(args.len(), stmt.args.len(), "{}", stmt.sql);
         self.execute(dynamic_plan(stmt), args, limit, &stmt.sql)
+    }
+
+    /// Runs a statement built at run time once, without keeping a plan (govern_table's
+    /// lock, read and DDL on the user's table).
+    pub fn run_once(&self, sql: &str) -> Rows<'_> {
+        let c_sql = CString::new(sql).expect("statement text has no NUL");
+        // SAFETY: SPI is connected while `self` lives; SPI_tuptable/SPI_processed describe
+        // the statement just run.
+        unsafe {
+            let rc = pg_sys::SPI_execute(c_sql.as_ptr(), self.read_only, 0);
+            if rc < 0 {
+                panic!("SPI_execute failed ({rc}) for: {sql}");
+            }
+            Rows { table: pg_sys::SPI_tuptable, count: pg_sys::SPI_processed as usize, _connection: PhantomData }
+        }
     }
 
     /// Runs a kept plan prepared for exactly `args.len()` parameters (checked by callers).
