@@ -177,14 +177,14 @@ fn import_cases(a: &Args) -> SmResult<pg_sys::Datum> {
             }
         }
     }
-    refuse_taken(&spi, &machine_name, &numbers, &cases)?;
-
     let recorded_by = crate::facts::session_user();
     let ctx = Ctx { now, command: &command, actor: &actor, role: &role, recorded_by: &recorded_by, legal_metadata: "{}" };
     let written = match write(&spi, &machine, &version_id, &cases, &times, &plans, &ctx) {
         Ok(written) => written,
         Err(Short { first_chunk_empty }) => {
-            // A concurrent import took a number or id first (we waited for it to commit).
+            // A number or id is taken: by an earlier case (23505, naming them; the call's
+            // writes roll back with it), or by this very import committed concurrently
+            // while we waited for it (a replay).
             if first_chunk_empty {
                 if let Some(prior) = commands::find(&spi, uuid_datum(&command)) {
                     return replay(a, &spi, &machine_name, &numbers, &command, &prior, &cases);
