@@ -147,14 +147,22 @@ impl Collector {
     }
 }
 
+/// Every code: 1 to 63 bytes (PostgreSQL's identifier length).
+fn length_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        Some("is empty")
+    } else if s.len() > MAX_CODE_LEN {
+        Some("is longer than 63 bytes")
+    } else {
+        None
+    }
+}
+
 /// Why a string is not a usable identifier-like code, if it is not: machine names,
 /// reason, guard and event codes, registered guard names (`^[A-Za-z][A-Za-z0-9_.-]{0,62}$`).
 pub fn code_problem(s: &str) -> Option<&'static str> {
-    if s.is_empty() {
-        return Some("is empty");
-    }
-    if s.len() > MAX_CODE_LEN {
-        return Some("is longer than 63 bytes");
+    if let Some(problem) = length_problem(s) {
+        return Some(problem);
     }
     let mut chars = s.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
@@ -169,11 +177,8 @@ pub fn code_problem(s: &str) -> Option<&'static str> {
 /// control characters, no leading or trailing whitespace. Everything else is allowed
 /// and used verbatim; whoever renders a code into a syntax (diagrams, SQL) quotes it.
 pub fn user_code_problem(s: &str) -> Option<&'static str> {
-    if s.is_empty() {
-        return Some("is empty");
-    }
-    if s.len() > MAX_CODE_LEN {
-        return Some("is longer than 63 bytes");
+    if let Some(problem) = length_problem(s) {
+        return Some(problem);
     }
     if s.chars().any(char::is_control) {
         return Some("contains a control character");
