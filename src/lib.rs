@@ -28,6 +28,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod assignments;
+pub mod bulk;
 pub mod available;
 pub mod case_file;
 pub mod commands;
@@ -62,7 +63,8 @@ pub mod versions;
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
-pgrx::extension_sql_file!("../sql/pg_statemachine--0.3.0--0.4.0.sql", name = "v0_4_0", finalize);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.4.0--0.5.0.sql", name = "v0_5_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -2,20 +2,21 @@
 //! transaction ([`emit`]), and the consumer side, claim_outbox and ack_outbox, which
 //! only move the delivery columns.
 
-use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, UUID, UUID_ARRAY};
+use crate::fmgr::{text_datum, Args, SmResult};
+use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, UUID_ARRAY};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::{history, sql_function};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::{CaseFacts, Refusal};
 
-/// The outbox event of an emitting transition, built from its history row in the same
-/// transaction; the NOTIFY ("<event type> <case id>" on channel statemachine_outbox) is
-/// delivered when that transaction commits.
-static INSERT_EVENT: Stmt = Stmt {
+/// The outbox events of emitting transitions, built from their history rows in the same
+/// transaction ($1: event ids, $2: event types, $3: history row ids); each NOTIFY
+/// ("<event type> <case id>" on channel statemachine_outbox) is delivered when that
+/// transaction commits. One statement for one transition or a bulk's thousands.
+static INSERT_EVENTS: Stmt = Stmt {
     sql: "INSERT INTO statemachine.outbox_event (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
               correlation_id, causation_id, created_at) \
-          SELECT $1, t.case_id, t.state_version, $2, t.id, \
+          SELECT u.id, t.case_id, t.state_version, u.event_type, t.id, \
                  pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
                      'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
                      'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
@@ -24,14 +25,24 @@ static INSERT_EVENT: Stmt = Stmt {
                      'command_id', t.command_id), \
                    'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
                  t.correlation_id, t.causation_id, t.occurred_at \
-          FROM ONLY statemachine.case_state_transition t WHERE t.id OPERATOR(pg_catalog.=) $3 \
-          RETURNING pg_catalog.pg_notify('statemachine_outbox', $2 OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
-    args: &[UUID, TEXT, UUID],
+          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), \
+                          pg_catalog.unnest($3::pg_catalog.uuid[])) WITH ORDINALITY AS u(id, event_type, transition_id, n) \
+          JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) u.transition_id \
+          ORDER BY u.n \
+          RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
+    args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
 
-/// Writes the `event_type` event of history row `transition_id`; the door must be open.
-pub fn emit(spi: &Spi, event_type: &str, transition_id: &[u8; 16], now: pg_sys::TimestampTz) {
-    spi.run(&INSERT_EVENT, &[Some(uuid_datum(&history::row_id(now))), Some(text_datum(event_type)), Some(uuid_datum(transition_id))], 1);
+/// Writes the events (event type, history row id) of transitions written at `now` or
+/// later; the door must be open.
+pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz) {
+    if events.is_empty() {
+        return;
+    }
+    let ids: Vec<pgrx::Uuid> = events.iter().map(|_| pgrx::Uuid::from_bytes(history::row_id(now))).collect();
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    let transitions: Vec<pgrx::Uuid> = events.iter().map(|(_, id)| pgrx::Uuid::from_bytes(*id)).collect();
+    spi.run(&INSERT_EVENTS, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
 }
 
 /// Pending events in creation order, skipping those another consumer holds (SKIP

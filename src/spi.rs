@@ -327,3 +327,5 @@ pub const BYTEA: pg_sys::Oid = pg_sys::BYTEAOID;
 pub const BYTEA_ARRAY: pg_sys::Oid = pg_sys::BYTEAARRAYOID;
 pub const INT8_ARRAY: pg_sys::Oid = pg_sys::INT8ARRAYOID;
 pub const TIMESTAMPTZ_ARRAY: pg_sys::Oid = pg_sys::TIMESTAMPTZARRAYOID;
+pub const BOOL_ARRAY: pg_sys::Oid = pg_sys::BOOLARRAYOID;
+pub const INT4_ARRAY: pg_sys::Oid = pg_sys::INT4ARRAYOID;

@@ -20,29 +20,51 @@ pub enum Cell {
 /// The call's SQL declaration must return a set of rows whose columns have the types of
 /// the cells, in order (text, boolean, uuid, bigint).
 pub unsafe fn return_rows(args: &Args, rows: &[Vec<Cell>]) {
-    let fcinfo = args.fcinfo();
-    // SAFETY: init_materialized_srf checks that the caller accepts a materialized set
-    // and sets up rsinfo's tuplestore and descriptor; the caller's contract makes each
-    // row's datums match that descriptor.
-    unsafe {
-        crate::compat::init_materialized_srf(fcinfo);
-        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-        for row in rows {
-            let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(row.len());
-            let mut nulls: Vec<bool> = Vec::with_capacity(row.len());
-            for cell in row {
-                let (v, n) = match cell {
-                    Cell::Text(Some(s)) => (text_datum(s), false),
-                    Cell::Text(None) => (pg_sys::Datum::from(0usize), true),
-                    Cell::Bool(b) => (pg_sys::Datum::from(*b), false),
-                    Cell::Uuid(u) => (uuid_datum(u), false),
-                    Cell::Int8(i) => (pg_sys::Datum::from(*i), false),
-                    Cell::Null => (pg_sys::Datum::from(0usize), true),
-                };
-                values.push(v);
-                nulls.push(n);
-            }
-            pg_sys::tuplestore_putvalues((*rsinfo).setResult, (*rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    // SAFETY: the caller's contract is Materialized::init's.
+    let out = unsafe { Materialized::init(args) };
+    for row in rows {
+        out.put(row);
+    }
+}
+
+/// A result set filled row by row (a long call puts each chunk's rows as it goes; the
+/// tuplestore copies them, so the chunk's memory can be freed).
+pub struct Materialized {
+    rsinfo: *mut pg_sys::ReturnSetInfo,
+}
+
+impl Materialized {
+    /// # Safety
+    /// As [`return_rows`]: every row put must have the declared columns' types.
+    pub unsafe fn init(args: &Args) -> Materialized {
+        let fcinfo = args.fcinfo();
+        // SAFETY: init_materialized_srf checks that the caller accepts a materialized set
+        // and sets up rsinfo's tuplestore and descriptor.
+        unsafe {
+            crate::compat::init_materialized_srf(fcinfo);
+            Materialized { rsinfo: (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo }
+        }
+    }
+
+    pub fn put(&self, row: &[Cell]) {
+        let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(row.len());
+        let mut nulls: Vec<bool> = Vec::with_capacity(row.len());
+        for cell in row {
+            let (v, n) = match cell {
+                Cell::Text(Some(s)) => (text_datum(s), false),
+                Cell::Text(None) => (pg_sys::Datum::from(0usize), true),
+                Cell::Bool(b) => (pg_sys::Datum::from(*b), false),
+                Cell::Uuid(u) => (uuid_datum(u), false),
+                Cell::Int8(i) => (pg_sys::Datum::from(*i), false),
+                Cell::Null => (pg_sys::Datum::from(0usize), true),
+            };
+            values.push(v);
+            nulls.push(n);
+        }
+        // SAFETY: init set up the tuplestore and descriptor; init's contract makes the
+        // row's datums match that descriptor; tuplestore_putvalues copies them.
+        unsafe {
+            pg_sys::tuplestore_putvalues((*self.rsinfo).setResult, (*self.rsinfo).setDesc, values.as_mut_ptr(), nulls.as_mut_ptr());
         }
     }
 }

@@ -1,13 +1,41 @@
-//! Timed transitions' bookkeeping. run_due_transitions (PL/pgSQL in `sql/`) performs due
-//! timers through transition_case; when one is refused it calls defer_timer, which
-//! records the refusal and when to try again (from a minute, doubling, up to a day), so a
-//! refused case backs off instead of staying at the head of the queue.
+//! Timed transitions. run_due_transitions takes due timers a chunk at a time (SKIP
+//! LOCKED: several sessions share a backlog without firing a case twice) and performs
+//! them with the set-based engine (bulk.rs), as actor 00000000-… in role SYSTEM with
+//! reason TIMER. A refused one is recorded with when to try it again (from a minute,
+//! doubling, up to a day), so a refused case backs off instead of staying at the head of
+//! the queue and never blocks the timers due after it.
 
+use crate::bulk::{installation_secret, run_chunk, Common, Item, Outcome, CHUNK};
 use crate::door::{refuse_inside_guard, Grant, Op};
-use crate::fmgr::{Args, SmResult};
+use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, INT8, TEXT, UUID};
+use crate::srf::{Cell, Materialized};
 use crate::{door, sql_function};
 use pgrx::pg_sys;
+use statemachine_core::{ids, CaseFacts, Refusal};
+use std::collections::HashSet;
+
+/// Due timers (on UTC's calendar, as transition_case counts time in state), never-refused
+/// ones first, then oldest first; refused ones wait out their backoff. An interval beyond
+/// what a timestamp can hold (a definition from before 0.3.0) is never due.
+static DUE: Stmt = Stmt {
+    sql: "SELECT c.id, c.state_version, r.transition_code \
+          FROM ONLY statemachine.transition_rule r \
+          JOIN ONLY statemachine.case_file c \
+            ON c.machine_version_id OPERATOR(pg_catalog.=) r.machine_version_id AND c.current_state OPERATOR(pg_catalog.=) r.from_state \
+          LEFT JOIN ONLY statemachine.timer_backoff b \
+            ON b.case_id OPERATOR(pg_catalog.=) c.id AND b.state_version OPERATOR(pg_catalog.=) c.state_version \
+           AND b.transition_code OPERATOR(pg_catalog.=) r.transition_code \
+          WHERE r.fire_after IS NOT NULL \
+            AND CASE WHEN r.fire_after OPERATOR(pg_catalog.<=) '1000 years'::pg_catalog.interval \
+                     THEN pg_catalog.timezone('UTC', c.state_entered_at) OPERATOR(pg_catalog.+) r.fire_after \
+                          OPERATOR(pg_catalog.<=) pg_catalog.timezone('UTC', pg_catalog.now()) END \
+            AND (b.retry_at IS NULL OR b.retry_at OPERATOR(pg_catalog.<=) pg_catalog.now()) \
+          ORDER BY COALESCE(b.attempts, 0), c.state_entered_at, c.id, r.fire_after, r.transition_code \
+          LIMIT $1 \
+          FOR UPDATE OF c SKIP LOCKED",
+    args: &[INT8],
+};
 
 static DEFER: Stmt = Stmt {
     sql: "INSERT INTO statemachine.timer_backoff AS b (case_id, state_version, transition_code, attempts, retry_at, \
@@ -24,14 +52,99 @@ static DEFER: Stmt = Stmt {
     args: &[UUID, INT8, TEXT, TEXT, TEXT],
 };
 
-fn defer_timer(a: &Args) -> SmResult<pg_sys::Datum> {
-    refuse_inside_guard("defer_timer")?;
-    let args = [a.required(0, "case_id")?, a.required(1, "state_version")?, a.required(2, "transition_code")?];
-    let spi = Spi::connect();
+/// The actor timers run as.
+const TIMER_ACTOR: [u8; 16] = [0; 16];
+
+fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("run_due_transitions")?;
+    let batch = a.opt_i32(0).filter(|b| *b >= 1).ok_or_else(|| {
+        let problem = format!("is {}; it must be a positive integer", a.opt_i32(0).map_or("NULL".to_owned(), |b| b.to_string()));
+        Refusal::InvalidArgument { name: "batch".into(), problem }.report(&CaseFacts::default())
+    })?;
+    // SAFETY: run_due_transitions is declared RETURNS TABLE (case_id uuid, transition_code
+    // text, ok boolean, to_state text, error_sqlstate text, error_message text).
+    let out = unsafe { Materialized::init(a) };
+    let common = Common {
+        actor: TIMER_ACTOR,
+        role: "SYSTEM",
+        reason_code: Some("TIMER"),
+        reason_text: None,
+        correlation: None,
+        abort: false,
+        recorded_by: crate::facts::session_user(),
+    };
+    let mut secret = None;
+    let mut left = batch as usize;
+    while left > 0 {
+        // A chunk at a time: each chunk's memory is its own connection's.
+        let spi = Spi::connect();
+        let secret = secret.get_or_insert_with(|| installation_secret(&spi));
+        let wanted = left.min(CHUNK);
+        let due = spi.run(&DUE, &[Some(pg_sys::Datum::from(wanted as i64))], 0);
+        let found = due.count;
+        // Two timed rules due from one state: the first fires; the other is looked at
+        // again in the next chunk (moot if the case moved, due if the first was refused).
+        let mut seen = HashSet::new();
+        let mut timers: Vec<(Item, i64)> = Vec::with_capacity(found);
+        for r in 0..found {
+            let (Some(case), Some(version), Some(code)) = (due.uuid(r, 1), due.i64(r, 2), due.text(r, 3)) else { continue };
+            if seen.insert(case) {
+                // Derived from the case's version (keyed: no caller can spend it first), so a
+                // re-run never fires twice.
+                let command = ids::derived(secret, "timer", &[&uuid_string(&case), &code, &version.to_string()]);
+                timers.push((Item { case, code, command }, version));
+            }
+        }
+        // The engine locks in id order; SKIP LOCKED above already holds every lock.
+        timers.sort_by(|x, y| x.0.case.cmp(&y.0.case));
+        let items: Vec<Item> = timers.iter().map(|(item, _)| Item { case: item.case, code: item.code.clone(), command: item.command }).collect();
+        let outcomes = run_chunk(&spi, &items, &common)?;
+        for ((item, version), outcome) in timers.iter().zip(outcomes) {
+            out.put(&match outcome {
+                Outcome::Moved { to_state, .. } => {
+                    vec![Cell::Uuid(item.case), Cell::Text(Some(item.code.clone())), Cell::Bool(true), Cell::Text(Some(to_state)), Cell::Null, Cell::Null]
+                }
+                Outcome::Refused(r) => {
+                    defer(&spi, &item.case, *version, &item.code, Some(&r.sqlstate), Some(&r.message));
+                    vec![
+                        Cell::Uuid(item.case),
+                        Cell::Text(Some(item.code.clone())),
+                        Cell::Bool(false),
+                        Cell::Null,
+                        Cell::Text(Some(r.sqlstate)),
+                        Cell::Text(Some(r.message)),
+                    ]
+                }
+            });
+        }
+        left -= items.len();
+        if found < wanted {
+            break;
+        }
+    }
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+/// Records a refused timer and when to try it again; its timer_backoff row.
+fn defer(spi: &Spi, case: &[u8; 16], version: i64, code: &str, sqlstate: Option<&str>, message: Option<&str>) -> Option<pg_sys::Datum> {
     const WRITES: &[Grant] = &[("timer_backoff", Op::Insert), ("timer_backoff", Op::Update)];
     let _door = door::open(WRITES);
-    let row = spi.run(&DEFER, &[Some(args[0]), Some(args[1]), Some(args[2]), a.datum(3), a.datum(4)], 1).get(0, 1);
+    let args = [Some(uuid_datum(case)), Some(pg_sys::Datum::from(version)), Some(text_datum(code)), sqlstate.map(text_datum), message.map(text_datum)];
+    spi.run(&DEFER, &args, 1).get(0, 1)
+}
+
+/// defer_timer(case_id, state_version, transition_code, error_sqlstate, error_message):
+/// what run_due_transitions records for a refused timer, for tools that run timers
+/// their own way.
+fn defer_timer(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("defer_timer")?;
+    let case = a.uuid(0, "case_id")?;
+    let version = a.opt_i64(1).ok_or_else(|| Refusal::NullArgument { name: "state_version".into() }.report(&CaseFacts::default()))?;
+    let code = a.text(2, "transition_code")?;
+    let spi = Spi::connect();
+    let row = defer(&spi, &case, version, &code, a.opt_text(3).as_deref(), a.opt_text(4).as_deref());
     Ok(spi.keep(row.expect("INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns its row")))
 }
 
+sql_function!(sm_run_due_transitions, pg_finfo_sm_run_due_transitions, run_due_transitions);
 sql_function!(sm_defer_timer, pg_finfo_sm_defer_timer, defer_timer);

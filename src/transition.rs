@@ -13,18 +13,24 @@ use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::facts::DbFacts;
 use crate::fmgr::{text_datum, uuid_datum, uuid_from_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
-use crate::spi::{Spi, Stmt, JSONB, TIMESTAMPTZ, UUID};
+use crate::spi::{Rows, Spi, Stmt, BOOL_ARRAY, TEXT_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::IntoDatum;
 use crate::{case_file, dimensions, evidence, machines, outbox, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::checks::WRITE;
-use statemachine_core::{CaseFacts, Evaluation, Refusal, Request, Supplied};
+use statemachine_core::seal::GENESIS;
+use statemachine_core::{CaseFacts, CompiledMachine, EvidenceFact, Evaluation, Refusal, Request, Rule, Supplied};
 
-/// The guard audit (seed 003 §9.3): one row per evaluated guard, from a JSON array.
+/// The guard audit (seed 003 §9.3): one row per evaluated guard, from arrays ($1: the
+/// history row, $2: when it was evaluated, $3-$5: guard code, passed, evidence as JSON).
 static INSERT_GUARD_RESULTS: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_transition_guard_result (id, transition_id, guard_code, passed, evaluated_at, evidence) \
-          SELECT pg_catalog.gen_random_uuid(), $1, g.guard_code, g.passed, $2, g.evidence \
-          FROM pg_catalog.jsonb_to_recordset($3) AS g(guard_code text, passed boolean, evidence jsonb)",
-    args: &[UUID, TIMESTAMPTZ, JSONB],
+          SELECT pg_catalog.gen_random_uuid(), u.transition_id, u.guard_code, u.passed, u.evaluated_at, u.evidence::pg_catalog.jsonb \
+          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), \
+                          pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.bool[]), \
+                          pg_catalog.unnest($5::pg_catalog.text[])) AS u(transition_id, evaluated_at, guard_code, passed, evidence)",
+    args: &[UUID_ARRAY, TIMESTAMPTZ_ARRAY, TEXT_ARRAY, BOOL_ARRAY, TEXT_ARRAY],
 };
 
 fn transition_case(a: &Args) -> SmResult<pg_sys::Datum> {
@@ -71,67 +77,51 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     let case_id = unsafe { uuid_from_datum(case_d) };
 
     let lock = spi.run(&case_file::LOCK_FOR_TRANSITION, &[Some(case_d)], 1);
-    let (Some(current), Some(version), Some(entered_at), Some(updated_at), Some(version_id)) =
-        (lock.text(0, 1), lock.i64(0, 2), lock.i64(0, 3), lock.i64(0, 4), lock.uuid(0, 5))
-    else {
+    let Some(locked) = Locked::read(&lock, 0, 1) else {
         let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() };
         let refusal = Refusal::UnknownCase { case_id: facts.case_id.clone() };
         return replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
     };
-    let (root_id, has_dimensions) = (lock.uuid(0, 6), lock.bool(0, 7) == Some(true));
-    let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: current.clone() };
+    let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: locked.current.clone() };
     let refuse = |refusal: Refusal| replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
-    let machine = machines::get(spi, &version_id);
+    let machine = machines::get(spi, &locked.version_id);
     let code = if by_state {
-        match machine.rule_to(&current, &target, &role) {
+        match machine.rule_to(&locked.current, &target, &role) {
             Ok(rule) => rule.code.clone(),
             Err(refusal) => return refuse(refusal),
         }
     } else {
         target.clone()
     };
-    if find_dimension && has_dimensions && !machine.has_code(&code) {
-        // Codes are unique across a case's machines (attach_dimension checks), so at most
-        // one dimension knows this one.
-        let family = dimensions::family(spi, case_d, case_d);
-        if let Some((dimension, _, _)) = family.iter().find(|(_, m, _)| m.has_code(&code)) {
-            return transition_in(a, spi, uuid_datum(dimension), false, false);
+    if find_dimension && locked.has_dimensions && !machine.has_code(&code) {
+        if let Some(dimension) = dimension_with_code(spi, case_d, &code) {
+            return transition_in(a, spi, uuid_datum(&dimension), false, false);
         }
     }
 
     if let Some(expected) = expected_version {
-        if expected != version {
-            return refuse(Refusal::StaleVersion { expected, actual: version });
+        if expected != locked.version {
+            return refuse(Refusal::StaleVersion { expected, actual: locked.version });
         }
     }
 
     let evidence = evidence::facts(spi, evidence_d);
-    let now = history::case_clock(updated_at, &case_id)?;
-    let request = Request {
-        case_id,
-        current_state: &current,
-        code: &code,
+    let now = history::case_clock(locked.updated_at, &case_id)?;
+    let asked = Asked {
         // SAFETY: actor_id is declared uuid and was required non-NULL above.
-        actor_id: Some(unsafe { uuid_from_datum(actor_d) }),
-        actor_role: Some(&role),
-        supplied: Supplied::Given { reason_code: reason_code.as_deref(), reason_text: reason_text.as_deref(), evidence: &evidence },
-        dry_run: false,
+        actor: unsafe { uuid_from_datum(actor_d) },
+        role: &role,
+        reason_code: reason_code.as_deref(),
+        reason_text: reason_text.as_deref(),
+        evidence: &evidence,
     };
-    let mut db = DbFacts { spi, case_d, entered_at, now };
-    let (rule, evaluation) = match machine.decide(&request, &mut db, WRITE) {
-        Ok(decided) => decided,
+    let Judged { rule, guard_rows, entered_at } = match judge(spi, case_d, &case_id, &locked, &machine, &code, &asked, now) {
+        Ok(judged) => judged,
         Err(refusal) => return refuse(refusal),
     };
-    if root_id.is_some() || has_dimensions {
-        if let Err(reason) = dimensions::family_allows(spi, case_d, root_id, &machine, &rule.to) {
-            return refuse(Refusal::GuardFailed { code: code.clone(), guard: "dimension_invariant".into(), reason });
-        }
-    }
-
     let transition_id = history::row_id(now);
     // What is recorded with the row, known before it is written so that its seal covers it.
     let links = evidence::links(&evidence, rule);
-    let guard_rows = if rule.audit_guards { guard_results(&evaluation) } else { Vec::new() };
     // The caller's own datums serve as parameters: rule.code is transition_code, the
     // role is actor_role, and the from-state is the locked row's current_state.
     let entry = Entry {
@@ -142,7 +132,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         to_state: text_datum(&rule.to),
         code: if by_state { text_datum(&code) } else { a.required(1, "transition_code")? },
         kind: rule.kind.as_str(),
-        state_version: version + 1,
+        state_version: locked.version + 1,
         actor: actor_d,
         role: a.required(3, "actor_role")?,
         reason_code: a.datum(5),
@@ -153,12 +143,11 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         correlation: a.datum(9),
         causation: a.datum(10),
         metadata: a.datum(11),
-        prev_hash: case_file::prev_hash(&lock, 8),
+        prev_hash: locked.head,
         links,
         guards: guard_rows.iter().map(|(code, passed, evidence)| (code.clone(), *passed, evidence.1.clone())).collect(),
         correction: None,
     };
-    let entered_at = if rule.to != current { now } else { entered_at };
     const WRITES: &[Grant] = &[
         history::APPEND_WRITES[0],
         history::APPEND_WRITES[1],
@@ -174,16 +163,106 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     };
     evidence::link(spi, &transition_id, &entry.links);
     if let Some(event_type) = &rule.emit {
-        outbox::emit(spi, event_type, &transition_id, now);
+        outbox::emit(spi, &[(event_type.clone(), transition_id)], now);
     }
-    if !guard_rows.is_empty() {
-        record_guard_results(spi, &transition_id, &guard_rows, now);
-    }
+    let mut audit = GuardAudit::default();
+    audit.add(&transition_id, now, &guard_rows);
+    audit.write(spi);
     Ok(row)
 }
 
+/// A locked case row as the write path reads it: LOCK_FOR_TRANSITION's columns, from
+/// column `first` on (a statement locking many cases puts the case id before them).
+pub(crate) struct Locked {
+    pub current: String,
+    pub version: i64,
+    pub entered_at: pg_sys::TimestampTz,
+    pub updated_at: pg_sys::TimestampTz,
+    pub version_id: [u8; 16],
+    pub root_id: Option<[u8; 16]>,
+    pub has_dimensions: bool,
+    /// The hash of the case's latest history row (GENESIS if unsealed).
+    pub head: [u8; 32],
+}
+
+impl Locked {
+    pub(crate) fn read(rows: &Rows<'_>, row: usize, first: i32) -> Option<Locked> {
+        Some(Locked {
+            current: rows.text(row, first)?,
+            version: rows.i64(row, first + 1)?,
+            entered_at: rows.i64(row, first + 2)?,
+            updated_at: rows.i64(row, first + 3)?,
+            version_id: rows.uuid(row, first + 4)?,
+            root_id: rows.uuid(row, first + 5),
+            has_dimensions: rows.bool(row, first + 6) == Some(true),
+            head: rows.bytes(row, first + 7).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(GENESIS),
+        })
+    }
+}
+
+/// What a caller asks of one transition besides its code.
+pub(crate) struct Asked<'a> {
+    pub actor: [u8; 16],
+    pub role: &'a str,
+    pub reason_code: Option<&'a str>,
+    pub reason_text: Option<&'a str>,
+    pub evidence: &'a [EvidenceFact],
+}
+
+/// An accepted transition, before it is written.
+pub(crate) struct Judged<'m> {
+    pub rule: &'m Rule,
+    /// The audit rows of its evaluated guards (when the rule audits them).
+    pub guard_rows: Vec<GuardRow>,
+    /// The case's state_entered_at after it.
+    pub entered_at: pg_sys::TimestampTz,
+}
+
+/// Every check of a transition (seed 003 §6) on a locked case, at `now`: the core's
+/// `decide` (rule, role, reason, evidence, time in state, guards, with facts read from
+/// the database under the lock) and the cross-dimension invariants. The single write
+/// path and the set-based one (bulk.rs) both judge through here.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn judge<'m>(
+    spi: &Spi,
+    case_d: pg_sys::Datum,
+    case_id: &[u8; 16],
+    locked: &Locked,
+    machine: &'m CompiledMachine,
+    code: &str,
+    asked: &Asked<'_>,
+    now: pg_sys::TimestampTz,
+) -> Result<Judged<'m>, Refusal> {
+    let request = Request {
+        case_id: *case_id,
+        current_state: &locked.current,
+        code,
+        actor_id: Some(asked.actor),
+        actor_role: Some(asked.role),
+        supplied: Supplied::Given { reason_code: asked.reason_code, reason_text: asked.reason_text, evidence: asked.evidence },
+        dry_run: false,
+    };
+    let mut db = DbFacts { spi, case_d, entered_at: locked.entered_at, now };
+    let (rule, evaluation) = machine.decide(&request, &mut db, WRITE)?;
+    if locked.root_id.is_some() || locked.has_dimensions {
+        if let Err(reason) = dimensions::family_allows(spi, case_d, locked.root_id, machine, &rule.to) {
+            return Err(Refusal::GuardFailed { code: code.to_owned(), guard: "dimension_invariant".into(), reason });
+        }
+    }
+    let guard_rows = if rule.audit_guards { guard_results(&evaluation) } else { Vec::new() };
+    let entered_at = if rule.to != locked.current { now } else { locked.entered_at };
+    Ok(Judged { rule, guard_rows, entered_at })
+}
+
+/// The dimension of a case whose machine knows `code`. Codes are unique across a case's
+/// machines (attach_dimension checks), so at most one does.
+pub(crate) fn dimension_with_code(spi: &Spi, case_d: pg_sys::Datum, code: &str) -> Option<[u8; 16]> {
+    let family = dimensions::family(spi, case_d, case_d);
+    family.iter().find(|(_, m, _)| m.has_code(code)).map(|(dimension, _, _)| *dimension)
+}
+
 /// A guard's audit row: code, passed, and its evidence as JSON and as jsonb's own text.
-type GuardRow = (String, bool, (serde_json::Value, String));
+pub(crate) type GuardRow = (String, bool, (serde_json::Value, String));
 
 /// The audit rows of a transition's evaluated guards (seed 003 §9.3).
 fn guard_results(evaluation: &Evaluation) -> Vec<GuardRow> {
@@ -204,21 +283,41 @@ fn guard_results(evaluation: &Evaluation) -> Vec<GuardRow> {
         .collect()
 }
 
-/// Stores the guard audit rows of a transition; the door must be open.
-fn record_guard_results(spi: &Spi, transition_id: &[u8; 16], rows: &[GuardRow], now: pg_sys::TimestampTz) {
-    let results: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|(code, passed, (evidence, _))| serde_json::json!({"guard_code": code, "passed": passed, "evidence": evidence}))
-        .collect();
-    spi.run(
-        &INSERT_GUARD_RESULTS,
-        &[
-            Some(uuid_datum(transition_id)),
-            Some(pg_sys::Datum::from(now)),
-            Some(crate::fmgr::jsonb_datum(&serde_json::Value::Array(results).to_string())),
-        ],
-        0,
-    );
+/// The guard audit rows of transitions (history row id, evaluated at, its rows),
+/// collected column by column and stored with one statement.
+#[derive(Default)]
+pub(crate) struct GuardAudit {
+    transitions: Vec<pgrx::Uuid>,
+    at: Vec<TimestampWithTimeZone>,
+    codes: Vec<String>,
+    passed: Vec<bool>,
+    evidence: Vec<String>,
+}
+
+impl GuardAudit {
+    pub(crate) fn add(&mut self, transition_id: &[u8; 16], at: pg_sys::TimestampTz, rows: &[GuardRow]) {
+        for (code, passed, (_, stored)) in rows {
+            self.transitions.push(pgrx::Uuid::from_bytes(*transition_id));
+            // A transition's time is a finite timestamp (history::case_clock).
+            self.at.push(TimestampWithTimeZone::try_from(at).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity()));
+            self.codes.push(code.clone());
+            self.passed.push(*passed);
+            // jsonb's own text of the evidence: stored as the seal saw it.
+            self.evidence.push(stored.clone());
+        }
+    }
+
+    /// Stores the rows; the door must be open.
+    pub(crate) fn write(self, spi: &Spi) {
+        if self.transitions.is_empty() {
+            return;
+        }
+        spi.run(
+            &INSERT_GUARD_RESULTS,
+            &[self.transitions.into_datum(), self.at.into_datum(), self.codes.into_datum(), self.passed.into_datum(), self.evidence.into_datum()],
+            0,
+        );
+    }
 }
 
 sql_function!(sm_transition_case, pg_finfo_sm_transition_case, transition_case);

@@ -5,10 +5,26 @@
 //!   74 bits below the millisecond come from the operating system's random source
 //!   (`getrandom`), so one id a client sees says nothing about the next one.
 //! - Ids derived from other ids (a timer's, a bulk step's, a migration step's command id)
-//!   are not made here: they are keyed with the installation's secret in SQL
-//!   (`statemachine.derived_id`), so that no caller can compute one and spend it first.
+//!   are keyed with the installation's secret, so that no caller can compute one and
+//!   spend it first: [`derived`] here, `statemachine.derived_id` in SQL, the same bytes.
 
+use sha2::{Digest, Sha256};
 use uuid::{NoContext, Timestamp, Uuid};
+
+/// The id `statemachine.derived_id(kind, VARIADIC parts)` gives with installation secret
+/// `secret`: the first 16 bytes of sha256(secret ‖ kind ‖ "len:part|len:part…"), len
+/// counted in characters as SQL's length() does.
+pub fn derived(secret: &[u8], kind: &str, parts: &[&str]) -> [u8; 16] {
+    let joined: Vec<String> = parts.iter().map(|p| format!("{}:{p}", p.chars().count())).collect();
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(kind.as_bytes());
+    h.update(joined.join("|").as_bytes());
+    let digest = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
 
 /// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970.
 const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
@@ -34,6 +50,15 @@ pub fn uuid_text(b: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_ids_are_what_sql_derives() {
+        // SELECT statemachine.derived_id(...) with secret 'key', computed by PostgreSQL 15:
+        // encode(substr(sha256('key' || convert_to('bulk' || '36:0190…|8:in stock|1:ü', 'UTF8')), 1, 16), 'hex')
+        let id = derived(b"key", "bulk", &["0190a3c8-0000-7000-8000-000000000001", "in stock", "\u{fc}"]);
+        assert_eq!(Uuid::from_bytes(id).to_string(), "c110020c-d591-b6ec-e17a-c5b3eabb84ab");
+        assert_ne!(derived(b"key", "bulk", &["a|1:b"]), derived(b"key", "bulk", &["a", "b"]));
+    }
 
     #[test]
     fn v7_layout_time_and_order() {
