@@ -61,3 +61,11 @@ REVOKE ALL ON PROCEDURE statemachine.run_timers(integer, integer) FROM PUBLIC;
 
 CREATE INDEX case_transition_code_idx ON statemachine.case_state_transition (case_id, transition_code, state_version);
 COMMENT ON INDEX statemachine.case_transition_code_idx IS 'The latest transition of a case with a given code (the distinct_actor guard): one descent, flat in the length of the case''s history.';
+
+------------------------------------------------------------------------------------------
+-- sql guards are called by the library directly (src/sql_guard.rs: by OID through fmgr,
+-- in a subtransaction, with a snapshot taken after the case lock) instead of through a
+-- PL/pgSQL helper that parsed and planned an EXECUTE per call.
+------------------------------------------------------------------------------------------
+
+DROP FUNCTION statemachine.evaluate_sql_guard(regprocedure, text, uuid, jsonb);

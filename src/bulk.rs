@@ -24,6 +24,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::{row_hash, SealedRow};
 use statemachine_core::{ids, CaseFacts, Refusal, Report};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 /// Cases per chunk: one lock statement, one command lookup and one set of writes each.
@@ -168,10 +169,10 @@ fn one(
     if let Some(row) = locked.get(&item.case) {
         if row.has_dimensions && !machines::get(spi, &row.version_id).has_code(&item.code) {
             if let Some(dimension) = dimension_with_code(spi, uuid_datum(&item.case), &item.code) {
-                if !locked.contains_key(&dimension) {
+                if let Entry::Vacant(slot) = locked.entry(dimension) {
                     let r = spi.run(&case_file::LOCK_FOR_TRANSITION, &[Some(uuid_datum(&dimension))], 1);
                     if let Some(row) = Locked::read(&r, 0, 1) {
-                        locked.insert(dimension, row);
+                        slot.insert(row);
                     }
                 }
                 target = dimension;

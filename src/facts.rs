@@ -4,7 +4,8 @@
 
 use crate::door;
 use crate::fmgr::{interval_datum, text_datum};
-use crate::spi::{Spi, Stmt, INTERVAL, OID, TEXT, TIMESTAMPTZ, UUID};
+use crate::spi::{Spi, Stmt, INTERVAL, TEXT, TIMESTAMPTZ, UUID};
+use crate::sql_guard::{self, Called};
 use pgrx::pg_sys;
 use serde_json::Value;
 use statemachine_core::checks::{ActiveAssignment, PriorActor};
@@ -36,10 +37,12 @@ static DATABASE_ACTOR_ID: Stmt = Stmt {
     sql: "SELECT statemachine.database_actor_id()",
     args: &[],
 };
-/// A registered guard, whether its function still exists and whether its owner may own it.
+/// A registered guard, whether its function still exists, whether its owner may own it,
+/// and whether the session user (whom it runs as) may execute it.
 static GUARD_FUNCTION: Stmt = Stmt {
     sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
-                 COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text \
+                 COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text, \
+                 p.oid IS NOT NULL AND pg_catalog.has_function_privilege(pg_catalog.session_user(), p.oid, 'EXECUTE') \
           FROM ONLY statemachine.guard_function g \
           LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) g.function::pg_catalog.oid \
           LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner \
@@ -47,13 +50,6 @@ static GUARD_FUNCTION: Stmt = Stmt {
           WHERE g.code OPERATOR(pg_catalog.=) $1",
     args: &[TEXT],
 };
-static CALL_GUARD: Stmt = Stmt {
-    sql: "SELECT g.passed, g.evidence::pg_catalog.text, g.error_sqlstate, g.error_message, g.error_detail, \
-                 g.error_hint, g.error_context \
-          FROM statemachine.evaluate_sql_guard($1::pg_catalog.oid::pg_catalog.regprocedure, $2, $3, $4::pg_catalog.jsonb) g",
-    args: &[OID, TEXT, UUID, TEXT],
-};
-
 /// The session user's name (the database identity of the caller).
 pub fn session_user() -> String {
     // SAFETY: catalog lookup of the session user's name (missing_ok); the palloc'd C string
@@ -111,16 +107,6 @@ pub fn membership(role: &str) -> Membership {
             Membership::NotMember { session_user }
         }
     }
-}
-
-/// The CONTEXT lines of the guard function itself: what PL/pgSQL reports ends with our
-/// own plumbing (the EXECUTE in evaluate_sql_guard, that function, our SPI statement),
-/// which says nothing to the guard's author.
-fn guard_frames(context: &str) -> String {
-    let lines: Vec<&str> = context.lines().collect();
-    let end = lines.iter().position(|l| l.starts_with("PL/pgSQL function statemachine.evaluate_sql_guard(")).unwrap_or(lines.len());
-    let end = if end > 0 && lines[end - 1].starts_with("SQL statement \"SELECT ") { end - 1 } else { end };
-    lines[..end].join("\n")
 }
 
 /// Another identity for a while: `user`, with `extra` security-context flags, and
@@ -222,9 +208,9 @@ impl Facts for DbFacts<'_> {
         Some(ActiveAssignment { id: r.uuid(0, 1)?, assigned_at: r.text(0, 2)? })
     }
 
-    fn sql_guard(&mut self, guard_code: &str, name: &str, context: &Value) -> SqlOutcome {
+    fn sql_guard(&mut self, guard_code: &str, name: &str, context_json: &Value) -> SqlOutcome {
         let g = self.spi.run(&GUARD_FUNCTION, &[Some(text_datum(name))], 1);
-        let (Some(oid), Some(function), Some(returns)) = (g.get(0, 1), g.text(0, 2), g.text(0, 3)) else {
+        let (Some(oid), Some(function), Some(returns)) = (g.get(0, 1).map(|d| pg_sys::Oid::from(d.value() as u32)), g.text(0, 2), g.text(0, 3)) else {
             return SqlOutcome::Failed(Refusal::GuardNotRegistered { name: name.into(), problem: "is not registered".into() });
         };
         if g.bool(0, 4) != Some(true) {
@@ -236,30 +222,48 @@ impl Facts for DbFacts<'_> {
         if g.bool(0, 5) != Some(true) {
             return SqlOutcome::Failed(Refusal::GuardFunctionOwner { function, owner: g.text(0, 6).unwrap_or_default() });
         }
-        let r = {
+        let raised = |sqlstate: String, message: String, detail, hint, context| {
+            SqlOutcome::Failed(Refusal::GuardRaised(Box::new(RaisedByGuard {
+                code: context_code(context_json),
+                guard: guard_code.into(),
+                function: function.clone(),
+                sqlstate,
+                message,
+                detail,
+                hint,
+                context,
+            })))
+        };
+        if g.bool(0, 7) != Some(true) {
+            // What calling it in SQL as the session user would say.
+            return raised("42501".into(), format!("permission denied for function {function}"), None, None, None);
+        }
+        let called = {
             // While a guard runs, the write path's functions refuse to be called (SM007),
             // and it runs as the session user, restricted and read-only.
             let _inside = door::evaluating_guard();
             let _as = AsUser::session_user_restricted();
-            self.spi.run(
-                &CALL_GUARD,
-                &[Some(oid), Some(text_datum(&returns)), Some(self.case_d), Some(text_datum(&context.to_string()))],
-                1,
-            )
+            // SAFETY: a jsonb datum of the context's text.
+            let context_d = crate::fmgr::jsonb_datum(&context_json.to_string());
+            sql_guard::call(oid, returns == "verdict", self.case_d, context_d)
         };
-        if let Some(sqlstate) = r.text(0, 3) {
-            return SqlOutcome::Failed(Refusal::GuardRaised(Box::new(RaisedByGuard {
-                code: context["transition"].as_str().unwrap_or_default().to_owned(),
-                guard: guard_code.into(),
-                function,
+        match called {
+            Called::Raised { sqlstate, message, detail, hint, context } => raised(
                 sqlstate,
-                message: r.text(0, 4).unwrap_or_default(),
-                detail: r.text(0, 5).filter(|s| !s.is_empty()),
-                hint: r.text(0, 6).filter(|s| !s.is_empty()),
-                context: r.text(0, 7).map(|c| guard_frames(&c)).filter(|s| !s.is_empty()),
-            })));
+                message,
+                detail.filter(|s| !s.is_empty()),
+                hint.filter(|s| !s.is_empty()),
+                context.filter(|s| !s.is_empty()),
+            ),
+            Called::Returned { passed, evidence } => {
+                let evidence = evidence.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)));
+                SqlOutcome::Verdict { passed, evidence }
+            }
         }
-        let evidence = r.text(0, 2).map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)));
-        SqlOutcome::Verdict { passed: r.bool(0, 1), evidence }
     }
+}
+
+/// The transition code a guard's context names.
+fn context_code(context: &Value) -> String {
+    context["transition"].as_str().unwrap_or_default().to_owned()
 }

@@ -52,6 +52,7 @@ pub mod import;
 pub mod machines;
 pub mod outbox;
 pub mod spi;
+pub mod sql_guard;
 pub mod seal;
 pub mod srf;
 pub mod timers;

@@ -96,7 +96,7 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
             }
         }
         // The engine locks in id order; SKIP LOCKED above already holds every lock.
-        timers.sort_by(|x, y| x.0.case.cmp(&y.0.case));
+        timers.sort_by_key(|(item, _)| item.case);
         let items: Vec<Item> = timers.iter().map(|(item, _)| Item { case: item.case, code: item.code.clone(), command: item.command }).collect();
         let outcomes = run_chunk(&spi, &items, &common)?;
         for ((item, version), outcome) in timers.iter().zip(outcomes) {

@@ -6,8 +6,7 @@
 \ir fresh_install.psql
 \set investigation `cat ../../examples/investigation.json`
 
--- PUBLIC holds nothing in the schema: no table or view privilege, and of the functions only
--- evaluate_sql_guard, which runs a guard with its caller's own rights (issue 12).
+-- PUBLIC holds nothing in the schema: no table or view privilege, no function.
 SELECT c.relname, a.privilege_type
   FROM pg_class c, aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) a
  WHERE c.relnamespace = 'statemachine'::regnamespace AND a.grantee = 0;
@@ -21,7 +20,7 @@ SELECT n.nspname, a.privilege_type
 -- run_timers commits between chunks, which a SECURITY DEFINER procedure may not: it calls run_due_transitions).
 SELECT p.proname, p.prosecdef, p.proconfig
   FROM pg_proc p WHERE p.pronamespace = 'statemachine'::regnamespace
-   AND p.proname NOT IN ('guard_direct_write', 'guard_governed_row', 'evaluate_sql_guard', 'guard_ddl', 'run_timers')
+   AND p.proname NOT IN ('guard_direct_write', 'guard_governed_row', 'guard_ddl', 'run_timers')
    AND NOT (p.prosecdef AND p.proconfig = '{"search_path=pg_catalog, pg_temp"}');
 
 -- The administrator publishes the machine.
@@ -126,10 +125,6 @@ SELECT statemachine.define_machine(:'investigation');
 \echo :LAST_ERROR_SQLSTATE
 SELECT statemachine.register_guard('g', 'pg_catalog.now()', 'x');
 \echo :LAST_ERROR_SQLSTATE
--- evaluate_sql_guard is PUBLIC (guards run as the session user), but it only runs a
--- function with the caller's own rights: here it reports now(uuid, jsonb) does not exist.
-SELECT error_sqlstate FROM statemachine.evaluate_sql_guard('pg_catalog.now()', 'boolean', NULL, NULL);
-\echo :LAST_ERROR_SQLSTATE
 
 -- role_source database: actor_role must be a PostgreSQL role the session user is in, and
 -- the actor is the session user itself (statemachine.database_actor_id()).
@@ -159,6 +154,27 @@ SET SESSION AUTHORIZATION sm_nobody;
 SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'REOPEN_CASE', 'a0000000-0000-0000-0000-000000000001',
        'SUPERVISOR', 'c0000000-0000-0000-0000-000000000020', reason_text => 'x');
 \echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+
+-- A sql guard runs as the session user, who must be allowed to EXECUTE it: a guard the
+-- user may not call refuses with the 42501 calling it would raise, the guard named.
+CREATE FUNCTION public.sm_private_guard(case_id uuid, context jsonb) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT true $$;
+REVOKE EXECUTE ON FUNCTION public.sm_private_guard(uuid, jsonb) FROM PUBLIC;
+SELECT code FROM statemachine.register_guard('private_guard', 'public.sm_private_guard(uuid,jsonb)', 'x');
+SELECT statemachine.define_machine('{"machine": "priv_guard", "states": [{"code": "OPEN", "initial": true}, {"code": "DONE", "terminal": true}],
+  "transitions": [{"code": "FINISH", "from": "OPEN", "to": "DONE", "guards": [{"guard": "sql", "name": "private_guard"}]}]}');
+SET SESSION AUTHORIZATION sm_app;
+SELECT current_state FROM statemachine.create_case('priv_guard', 'PG-1', 'a0000000-0000-0000-0000-000000000001', 'X',
+       'cf000000-0000-0000-0000-000000000001', case_id => 'bb000000-0000-0000-0000-000000000030');
+SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000030', 'FINISH', 'a0000000-0000-0000-0000-000000000001', 'X',
+       'cf000000-0000-0000-0000-000000000002');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+GRANT EXECUTE ON FUNCTION public.sm_private_guard(uuid, jsonb) TO sm_app;
+SET SESSION AUTHORIZATION sm_app;
+SELECT to_state FROM statemachine.transition_case('bb000000-0000-0000-0000-000000000030', 'FINISH', 'a0000000-0000-0000-0000-000000000001', 'X',
+       'cf000000-0000-0000-0000-000000000002');
 RESET SESSION AUTHORIZATION;
 
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
