@@ -397,6 +397,7 @@ fn register_guard(args: &Args) -> SmResult<pg_sys::Datum> {
         &[Some(text_datum(&code)), Some(function), Some(text_datum(returns)), Some(text_datum(&description))],
         1,
     );
+    crate::sql_guard::guards_changed();
     match row.get(0, 1) {
         Some(d) => Ok(spi.keep(d)),
         None => unreachable!("INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns its row"),

@@ -37,19 +37,6 @@ static DATABASE_ACTOR_ID: Stmt = Stmt {
     sql: "SELECT statemachine.database_actor_id()",
     args: &[],
 };
-/// A registered guard, whether its function still exists, whether its owner may own it,
-/// and whether the session user (whom it runs as) may execute it.
-static GUARD_FUNCTION: Stmt = Stmt {
-    sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
-                 COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text, \
-                 p.oid IS NOT NULL AND pg_catalog.has_function_privilege(pg_catalog.session_user(), p.oid, 'EXECUTE') \
-          FROM ONLY statemachine.guard_function g \
-          LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) g.function::pg_catalog.oid \
-          LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner \
-          LEFT JOIN pg_catalog.pg_extension x ON x.extname OPERATOR(pg_catalog.=) 'pg_statemachine' \
-          WHERE g.code OPERATOR(pg_catalog.=) $1",
-    args: &[TEXT],
-};
 /// The session user's name (the database identity of the caller).
 pub fn session_user() -> String {
     // SAFETY: catalog lookup of the session user's name (missing_ok); the palloc'd C string
@@ -209,18 +196,18 @@ impl Facts for DbFacts<'_> {
     }
 
     fn sql_guard(&mut self, guard_code: &str, name: &str, context_json: &Value) -> SqlOutcome {
-        let g = self.spi.run(&GUARD_FUNCTION, &[Some(text_datum(name))], 1);
-        let (Some(oid), Some(function), Some(returns)) = (g.get(0, 1).map(|d| pg_sys::Oid::from(d.value() as u32)), g.text(0, 2), g.text(0, 3)) else {
+        let Some(g) = sql_guard::registered(self.spi, name) else {
             return SqlOutcome::Failed(Refusal::GuardNotRegistered { name: name.into(), problem: "is not registered".into() });
         };
-        if g.bool(0, 4) != Some(true) {
+        let (oid, function) = (g.oid, g.function.clone());
+        if !g.exists {
             return SqlOutcome::Failed(Refusal::GuardNotRegistered {
                 name: name.into(),
                 problem: format!("is registered for function oid {function}, which no longer exists"),
             });
         }
-        if g.bool(0, 5) != Some(true) {
-            return SqlOutcome::Failed(Refusal::GuardFunctionOwner { function, owner: g.text(0, 6).unwrap_or_default() });
+        if !g.owner_may_own {
+            return SqlOutcome::Failed(Refusal::GuardFunctionOwner { function, owner: g.owner.clone() });
         }
         let raised = |sqlstate: String, message: String, detail, hint, context| {
             SqlOutcome::Failed(Refusal::GuardRaised(Box::new(RaisedByGuard {
@@ -234,7 +221,7 @@ impl Facts for DbFacts<'_> {
                 context,
             })))
         };
-        if g.bool(0, 7) != Some(true) {
+        if !sql_guard::session_user_may_execute(self.spi, &g) {
             // What calling it in SQL as the session user would say.
             return raised("42501".into(), format!("permission denied for function {function}"), None, None, None);
         }
@@ -245,7 +232,7 @@ impl Facts for DbFacts<'_> {
             let _as = AsUser::session_user_restricted();
             // SAFETY: a jsonb datum of the context's text.
             let context_d = crate::fmgr::jsonb_datum(&context_json.to_string());
-            sql_guard::call(oid, returns == "verdict", self.case_d, context_d)
+            sql_guard::call(oid, g.verdict, self.case_d, context_d)
         };
         match called {
             Called::Raised { sqlstate, message, detail, hint, context } => raised(

@@ -71,6 +71,7 @@ pgrx::extension_sql_file!("../sql/pg_statemachine--0.4.0--0.5.0.sql", name = "v0
 pub extern "C-unwind" fn _PG_init() {
     door::register_callbacks();
     governance::register_callbacks();
+    sql_guard::register_callbacks();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -12,9 +12,120 @@
 //! The caller decides who the function runs as (facts::AsUser, the session user,
 //! restricted and read-only) and checks that the session user may EXECUTE it.
 
+use crate::fmgr::text_datum;
+use crate::spi::{Spi, Stmt, OID, TEXT};
 use cee_scape::{call_with_sigsetjmp, SigJmpBufFields};
 use pgrx::pg_sys;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
+
+/// A registered guard, whether its function still exists and whether its owner may own it.
+static REGISTERED: Stmt = Stmt {
+    sql: "SELECT g.function::pg_catalog.oid, g.function::pg_catalog.text, g.returns, p.oid IS NOT NULL, \
+                 COALESCE(o.rolsuper OR p.proowner OPERATOR(pg_catalog.=) x.extowner, false), o.rolname::pg_catalog.text \
+          FROM ONLY statemachine.guard_function g \
+          LEFT JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) g.function::pg_catalog.oid \
+          LEFT JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) p.proowner \
+          LEFT JOIN pg_catalog.pg_extension x ON x.extname OPERATOR(pg_catalog.=) 'pg_statemachine' \
+          WHERE g.code OPERATOR(pg_catalog.=) $1",
+    args: &[TEXT],
+};
+static MAY_EXECUTE: Stmt = Stmt {
+    sql: "SELECT pg_catalog.has_function_privilege(pg_catalog.session_user(), $1, 'EXECUTE')",
+    args: &[OID],
+};
+
+/// A registered guard as the write path needs it.
+pub(crate) struct Registered {
+    pub oid: pg_sys::Oid,
+    /// regprocedure text of the function.
+    pub function: String,
+    /// Returns (passed, evidence) rather than boolean.
+    pub verdict: bool,
+    pub exists: bool,
+    /// Owned by a superuser or the extension's owner.
+    pub owner_may_own: bool,
+    pub owner: String,
+    /// Whether the session user (by oid) may EXECUTE it, once asked.
+    may_execute: Cell<Option<(pg_sys::Oid, bool)>>,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<HashMap<String, Rc<Registered>>> = RefCell::new(HashMap::new());
+}
+
+/// Guard `name` as registered (cached per backend; see [`register_callbacks`] for what
+/// drops the cache). None: not registered.
+pub(crate) fn registered(spi: &Spi, name: &str) -> Option<Rc<Registered>> {
+    if let Some(g) = REGISTRY.with(|r| r.borrow().get(name).cloned()) {
+        return Some(g);
+    }
+    let r = spi.run(&REGISTERED, &[Some(text_datum(name))], 1);
+    let g = Rc::new(Registered {
+        oid: r.get(0, 1).map(|d| pg_sys::Oid::from(d.value() as u32))?,
+        function: r.text(0, 2)?,
+        verdict: r.text(0, 3)? == "verdict",
+        exists: r.bool(0, 4) == Some(true),
+        owner_may_own: r.bool(0, 5) == Some(true),
+        owner: r.text(0, 6).unwrap_or_default(),
+        may_execute: Cell::new(None),
+    });
+    REGISTRY.with(|reg| reg.borrow_mut().insert(name.to_owned(), g.clone()));
+    Some(g)
+}
+
+/// Whether the session user may EXECUTE the guard's function (it runs as that user).
+pub(crate) fn session_user_may_execute(spi: &Spi, g: &Registered) -> bool {
+    // SAFETY: the session user's id, set at connection start (or SET SESSION AUTHORIZATION).
+    let user = unsafe { pg_sys::GetSessionUserId() };
+    if let Some((asked_for, may)) = g.may_execute.get() {
+        if asked_for == user {
+            return may;
+        }
+    }
+    let may = spi.run(&MAY_EXECUTE, &[Some(pg_sys::Datum::from(g.oid))], 1).bool(0, 1) == Some(true);
+    g.may_execute.set(Some((user, may)));
+    may
+}
+
+/// The cache is dropped by any relcache invalidation (register_guard sends one for
+/// guard_function, as does a write to it under break_glass), any change of a function
+/// (pg_proc: dropped, replaced, re-owned, GRANT/REVOKE), of a role (a superuser no longer
+/// one) or of role membership (who may EXECUTE). All are rare next to transitions.
+pub fn register_callbacks() {
+    unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+        REGISTRY.with(|r| r.borrow_mut().clear());
+    }
+    unsafe extern "C-unwind" fn on_syscache(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+        REGISTRY.with(|r| r.borrow_mut().clear());
+    }
+    // SAFETY: called once from _PG_init; the callbacks are 'static functions.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0usize));
+        for cache in [pg_sys::SysCacheIdentifier::PROCOID, pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(on_syscache), pg_sys::Datum::from(0usize));
+        }
+    }
+}
+
+/// Tells every backend (and this one) that the registered guards changed (register_guard).
+pub fn guards_changed() {
+    // SAFETY: catalog lookups by name inside a transaction.
+    let relid = unsafe { pg_sys::get_relname_relid(c"guard_function".as_ptr(), pg_sys::get_namespace_oid(c"statemachine".as_ptr(), true)) };
+    if relid != pg_sys::InvalidOid {
+        invalidate(relid);
+    }
+}
+
+/// As [`guards_changed`], with statemachine.guard_function's oid at hand.
+pub fn invalidate(relid: pg_sys::Oid) {
+    // SAFETY: queues a relcache invalidation of an existing relation, sent at commit
+    // (and applied in this backend at the next command).
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    REGISTRY.with(|r| r.borrow_mut().clear());
+}
 
 /// What the guard function did.
 pub(crate) enum Called {

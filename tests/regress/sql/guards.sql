@@ -205,6 +205,21 @@ SELECT statemachine.transition_case('ca5e0000-0000-0000-0000-000000000002', 'TRY
 SELECT statemachine.transition_case('ca5e0000-0000-0000-0000-000000000002', 'TRY_REENTER', '0000000a-0000-0000-0000-00000000000a', 'CLERK',
        'f0000000-0000-0000-0000-000000000012');
 \echo :LAST_ERROR_SQLSTATE
+-- Backends cache registered guards: a guard re-pointed by hand under break_glass is what
+-- the very next transition calls (the guard trigger invalidates the cache), and after the
+-- rollback the registration as it was.
+BEGIN;
+SELECT statemachine.break_glass('regress: re-point a guard by hand') IS NOT NULL AS broken;
+UPDATE statemachine.guard_function SET function = 'public.undecided(uuid,jsonb)' WHERE code = 'raises';
+\set VERBOSITY terse
+SELECT statemachine.transition_case('ca5e0000-0000-0000-0000-000000000002', 'TRY_RAISE', '0000000a-0000-0000-0000-00000000000a', 'CLERK',
+       'f0000000-0000-0000-0000-000000000012');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT statemachine.transition_case('ca5e0000-0000-0000-0000-000000000002', 'TRY_RAISE', '0000000a-0000-0000-0000-00000000000a', 'CLERK',
+       'f0000000-0000-0000-0000-000000000012');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 -- In a dry run a raising guard is a failed check, not an error.
 SELECT check_name, passed, detail FROM statemachine.check_transition('ca5e0000-0000-0000-0000-000000000002', 'TRY_RAISE',
        '0000000a-0000-0000-0000-00000000000a', 'CLERK') WHERE check_name = 'raises';
