@@ -67,12 +67,12 @@ BEGIN
     SELECT id, version INTO v FROM statemachine.machine_version WHERE machine = 'bench';
     INSERT INTO bench.floor_case (id, machine, machine_version, machine_version_id, case_number, current_state, state_version,
                                   state_entered_at, created_at, updated_at)
-    SELECT gen_random_uuid(), 'bench', v.version, v.id, 'V-' || i, 'A', 0, now(), now(), now() FROM generate_series(1, n) i;
+    SELECT gen_random_uuid(), 'bench', v.version, v.id, 'V' || n || '-' || i, 'A', 0, now(), now(), now() FROM generate_series(1, n) i;
 END $$;
 CREATE FUNCTION vol.floor(n integer) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; ids uuid[];
 BEGIN
-    SELECT array_agg(id) INTO ids FROM (SELECT id FROM bench.floor_case WHERE case_number LIKE 'V-%' ORDER BY id LIMIT n) s;
+    SELECT array_agg(id) INTO ids FROM (SELECT id FROM bench.floor_case WHERE case_number LIKE 'V' || n || '-%') s;
     t0 := clock_timestamp();
     WITH u AS (UPDATE bench.floor_case c SET state_version = c.state_version + 1, updated_at = clock_timestamp()
                  FROM unnest(ids) AS x(id) WHERE c.id = x.id RETURNING c.id, c.machine, c.current_state, c.state_version)
@@ -89,8 +89,8 @@ DECLARE t0 timestamptz; f text := '/tmp/pg_statemachine-bench-copy.csv';
 BEGIN
     EXECUTE format($q$COPY (SELECT gen_random_uuid(), c.id, 'bench', 'A', 'A', 'PING', 'normal', 1000000 + g,
                               '00000000-0000-0000-0000-0000000000aa'::uuid, 'AGENT', NULL, NULL, 1, now(), gen_random_uuid()
-                         FROM (SELECT id FROM bench.floor_case WHERE case_number LIKE 'V-%%' LIMIT 1) c, generate_series(1, %s) g)
-                      TO %L$q$, n, f);
+                         FROM (SELECT id FROM bench.floor_case WHERE case_number = 'V%s-1') c, generate_series(1, %s) g)
+                      TO %L$q$, n, n, f);
     t0 := clock_timestamp();
     EXECUTE format($q$COPY bench.floor_history (id, case_id, machine, from_state, to_state, transition_code, transition_kind,
                       state_version, actor_id, actor_role, reason_code, reason_text, policy_version, occurred_at, command_id)
