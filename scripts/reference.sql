@@ -12,7 +12,7 @@ funcs AS (
            CASE WHEN p.prorettype = 'event_trigger'::regtype THEN 'event_trigger'
                 WHEN p.prorettype = 'trigger'::regtype THEN 'trigger'
                 ELSE pg_get_function_result(p.oid) END AS result,
-           p.provolatile, p.prosecdef, l.lanname,
+           p.provolatile, p.prosecdef, p.prokind, l.lanname,
            coalesce(obj_description(p.oid, 'pg_proc'), '**(no comment)**') AS comment
       FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
       JOIN pg_language l ON l.oid = p.prolang),
@@ -36,10 +36,11 @@ SELECT string_agg(section, E'\n' ORDER BY ord, name) FROM (
         || E'\n## Functions\n' AS section
     UNION ALL
     SELECT 1, f.proname || '(' || f.args || ')',
-           format(E'### statemachine.%s\n\n```sql\nstatemachine.%s(%s)\n  RETURNS %s\n```\n\n%s, %s%s.\n\n%s\n',
-                  f.proname, f.proname, f.args, f.result,
+           format(E'### statemachine.%s\n\n```sql\n%sstatemachine.%s(%s)%s\n```\n\n%s, %s%s.\n\n%s\n',
+                  f.proname, CASE WHEN f.prokind = 'p' THEN 'CALL ' ELSE '' END, f.proname, f.args,
+                  CASE WHEN f.prokind = 'p' THEN '' ELSE E'\n  RETURNS ' || f.result END,
                   CASE f.lanname WHEN 'c' THEN 'C' WHEN 'sql' THEN 'SQL' WHEN 'plpgsql' THEN 'PL/pgSQL' ELSE f.lanname END,
-                  CASE f.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
+                  CASE WHEN f.prokind = 'p' THEN 'procedure' WHEN f.provolatile = 'i' THEN 'immutable' WHEN f.provolatile = 's' THEN 'stable' ELSE 'volatile' END,
                   CASE WHEN f.prosecdef THEN ', security definer' ELSE '' END, f.comment)
       FROM funcs f
     UNION ALL

@@ -28,26 +28,27 @@ CREATE OR REPLACE FUNCTION statemachine.run_due_transitions(batch integer)
     AS 'MODULE_PATHNAME', 'sm_run_due_transitions';
 COMMENT ON FUNCTION statemachine.run_due_transitions(integer) IS 'Performs up to batch due timed transitions ("after", counted on UTC''s calendar), as actor 00000000-0000-0000-0000-000000000000 in role SYSTEM with reason TIMER, set-based, a chunk of 5000 at a time; a refused one (e.g. by a guard) is reported and backs off (timer_backoff) so it never blocks the others. Safe to run from several sessions at once (SKIP LOCKED); schedule it with pg_cron, or CALL run_timers to commit chunk by chunk.';
 
+-- No SET clause (a procedure with one may not COMMIT), so every name in it is qualified;
+-- it runs with its caller's rights, so a caller's search_path can only fool the caller.
 CREATE PROCEDURE statemachine.run_timers(batch integer DEFAULT 100000, chunk integer DEFAULT 1000)
     LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     done integer := 0;
     want integer;
     n integer;
 BEGIN
-    IF batch IS NULL OR batch < 1 OR chunk IS NULL OR chunk < 1 THEN
+    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 OR chunk IS NULL OR chunk OPERATOR(pg_catalog.<) 1 THEN
         RAISE EXCEPTION 'batch and chunk must be positive integers' USING ERRCODE = '22023';
     END IF;
     LOOP
-        want := LEAST(chunk, batch - done);
-        SELECT count(*) INTO n FROM statemachine.run_due_transitions(want);
+        want := LEAST(chunk, batch OPERATOR(pg_catalog.-) done);
+        SELECT pg_catalog.count(*) INTO n FROM statemachine.run_due_transitions(want);
         -- Each chunk's case locks end here: an interactive transition waits for one chunk
         -- at most, never for the whole backlog.
         COMMIT;
-        done := done + n;
-        EXIT WHEN n < want OR done >= batch;
+        done := done OPERATOR(pg_catalog.+) n;
+        EXIT WHEN n OPERATOR(pg_catalog.<) want OR done OPERATOR(pg_catalog.>=) batch;
     END LOOP;
 END
 $$;

@@ -17,7 +17,11 @@ use std::collections::HashSet;
 
 /// Due timers (on UTC's calendar, as transition_case counts time in state), never-refused
 /// ones first, then oldest first; refused ones wait out their backoff. An interval beyond
-/// what a timestamp can hold (a definition from before 0.3.0) is never due.
+/// what a timestamp can hold (a definition from before 0.3.0) is never due. The first
+/// condition on state_entered_at is a looser bound (a week of slack covers what month
+/// ends, DST and the session's zone can shift) that an index range scan can serve
+/// (case_file_version_state_age_idx), so each chunk reads the due cases, not every case
+/// in a timed state; the exact test on UTC's calendar follows it.
 static DUE: Stmt = Stmt {
     sql: "SELECT c.id, c.state_version, r.transition_code \
           FROM ONLY statemachine.transition_rule r \
@@ -27,6 +31,9 @@ static DUE: Stmt = Stmt {
             ON b.case_id OPERATOR(pg_catalog.=) c.id AND b.state_version OPERATOR(pg_catalog.=) c.state_version \
            AND b.transition_code OPERATOR(pg_catalog.=) r.transition_code \
           WHERE r.fire_after IS NOT NULL \
+            AND c.state_entered_at OPERATOR(pg_catalog.<=) ((pg_catalog.now() \
+                OPERATOR(pg_catalog.-) LEAST(r.fire_after, '1000 years'::pg_catalog.interval)) \
+                OPERATOR(pg_catalog.+) '7 days'::pg_catalog.interval) \
             AND CASE WHEN r.fire_after OPERATOR(pg_catalog.<=) '1000 years'::pg_catalog.interval \
                      THEN pg_catalog.timezone('UTC', c.state_entered_at) OPERATOR(pg_catalog.+) r.fire_after \
                           OPERATOR(pg_catalog.<=) pg_catalog.timezone('UTC', pg_catalog.now()) END \

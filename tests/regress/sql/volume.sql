@@ -82,6 +82,22 @@ SELECT transition_code, ok, to_state, count(*) FROM statemachine.run_due_transit
 SELECT count(*) FROM statemachine.run_due_transitions(10000);
 SELECT count(*) AS timer_rows FROM statemachine.case_state_transition WHERE transition_code = 'TICK' AND actor_role = 'SYSTEM' AND reason_code = 'TIMER';
 
+-- run_timers: the same, committing every chunk (a procedure; outside a transaction block).
+SELECT count(*) FROM statemachine.import_cases('vol',
+  (SELECT jsonb_agg(jsonb_build_object('case_number', 'R-' || g, 'steps',
+          jsonb_build_array(jsonb_build_object('state', 'A', 'at', now() - interval '2 days')))) FROM generate_series(1, 2500) g),
+  '000000a1-0000-0000-0000-000000000000', 'AGENT', 'c1000000-0000-0000-0000-000000000003');
+CALL statemachine.run_timers(2400, 1000);
+SELECT current_state, count(*) FROM statemachine.case_file WHERE case_number LIKE 'R-%' GROUP BY 1 ORDER BY 1;
+CALL statemachine.run_timers();
+SELECT current_state, count(*) FROM statemachine.case_file WHERE case_number LIKE 'R-%' GROUP BY 1 ORDER BY 1;
+\set VERBOSITY terse
+CALL statemachine.run_timers(0);
+BEGIN;
+CALL statemachine.run_timers(10, 5);
+ROLLBACK;
+\set VERBOSITY default
+
 -- What the bulks wrote is sealed and chained like every row, and the cases agree with it.
 SELECT count(*) AS tampered FROM statemachine.verify_history();
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
