@@ -38,3 +38,11 @@ BEGIN
     END LOOP;
     RETURN round(extract(epoch FROM total) * 1e6 / n, 1);
 END $$;
+
+-- A time-ordered (version 7) uuid, as clients should use for command ids: consecutive
+-- ones sort together, so the command_id index takes them at its right edge.
+CREATE FUNCTION bench.uuid_v7() RETURNS uuid LANGUAGE sql VOLATILE AS $$
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+                    PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                    FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
