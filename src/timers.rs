@@ -18,10 +18,11 @@ use std::collections::HashSet;
 /// Due timers (on UTC's calendar, as transition_case counts time in state), never-refused
 /// ones first, then oldest first; refused ones wait out their backoff. An interval beyond
 /// what a timestamp can hold (a definition from before 0.3.0) is never due. The first
-/// condition on state_entered_at is a looser bound (a week of slack covers what month
-/// ends, DST and the session's zone can shift) that an index range scan can serve
+/// condition on state_entered_at is a bound an index range scan can serve
 /// (case_file_version_state_age_idx), so each chunk reads the due cases, not every case
-/// in a timed state; the exact test on UTC's calendar follows it.
+/// in a timed state: on UTC's calendar, days and times subtract exactly, and a month may
+/// end up to 3 days short (Jan 31 + 1 month = Feb 28), hence 4 days of slack for
+/// intervals with months; the exact test follows it.
 static DUE: Stmt = Stmt {
     sql: "SELECT c.id, c.state_version, r.transition_code \
           FROM ONLY statemachine.transition_rule r \
@@ -31,9 +32,11 @@ static DUE: Stmt = Stmt {
             ON b.case_id OPERATOR(pg_catalog.=) c.id AND b.state_version OPERATOR(pg_catalog.=) c.state_version \
            AND b.transition_code OPERATOR(pg_catalog.=) r.transition_code \
           WHERE r.fire_after IS NOT NULL \
-            AND c.state_entered_at OPERATOR(pg_catalog.<=) ((pg_catalog.now() \
-                OPERATOR(pg_catalog.-) LEAST(r.fire_after, '1000 years'::pg_catalog.interval)) \
-                OPERATOR(pg_catalog.+) '7 days'::pg_catalog.interval) \
+            AND c.state_entered_at OPERATOR(pg_catalog.<=) pg_catalog.timezone('UTC', \
+                (pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) LEAST(r.fire_after, '1000 years'::pg_catalog.interval)) \
+                OPERATOR(pg_catalog.+) CASE WHEN pg_catalog.date_part('year', r.fire_after) OPERATOR(pg_catalog.=) 0 \
+                                             AND pg_catalog.date_part('month', r.fire_after) OPERATOR(pg_catalog.=) 0 \
+                                            THEN '0'::pg_catalog.interval ELSE '4 days'::pg_catalog.interval END) \
             AND CASE WHEN r.fire_after OPERATOR(pg_catalog.<=) '1000 years'::pg_catalog.interval \
                      THEN pg_catalog.timezone('UTC', c.state_entered_at) OPERATOR(pg_catalog.+) r.fire_after \
                           OPERATOR(pg_catalog.<=) pg_catalog.timezone('UTC', pg_catalog.now()) END \
