@@ -19,10 +19,11 @@ use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, BYTEA_ARRAY, INT4_ARRAY, INT8_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ_ARRAY, UUID, UUID_ARRAY};
 use crate::transition::{dimension_with_code, judge, Asked, GuardAudit, Locked};
 use crate::srf::{Cell, Materialized};
-use crate::{case_file, governance, history, machines, outbox, sql_function};
+use crate::{case_file, governance, history, machines, outbox, sql_function, subxact};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::{row_hash, SealedRow};
+use statemachine_core::definition::GuardSpec;
 use statemachine_core::{ids, CaseFacts, Refusal, Report};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -126,8 +127,29 @@ fn tstz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
 
 /// Judges and writes one chunk of items (distinct cases, in id order, at most CHUNK of
 /// them); the outcome of each, in order. With `common.abort`, the first refusal is the
-/// error (the caller's transaction rolls back whatever was written).
+/// error (the caller's transaction rolls back whatever was written). Without it, an
+/// error that is not a refusal (a governed table's constraint or trigger, say) is not
+/// the whole call's: the chunk, tried in a subtransaction, is rolled back and its items
+/// are tried again one by one, each in its own, and the one that fails is reported
+/// with that error — as transition_case per case would have it.
 pub(crate) fn run_chunk(spi: &Spi, items: &[Item], common: &Common<'_>) -> SmResult<Vec<Outcome>> {
+    if common.abort {
+        return judge_and_write(spi, items, common);
+    }
+    if let Ok(outcomes) = subxact::attempt(|| judge_and_write(spi, items, common)) {
+        return outcomes;
+    }
+    Ok(items
+        .iter()
+        .map(|item| match subxact::attempt(|| judge_and_write(spi, std::slice::from_ref(item), common)) {
+            Ok(Ok(mut one)) => one.pop().unwrap_or_else(|| Outcome::Refused(Refusal::CommandInFlight.report(&CaseFacts::default()))),
+            Ok(Err(report)) => Outcome::Refused(report),
+            Err(caught) => Outcome::Refused(Report { sqlstate: caught.sqlstate, message: caught.message, detail: None, hint: None, context: None }),
+        })
+        .collect())
+}
+
+fn judge_and_write(spi: &Spi, items: &[Item], common: &Common<'_>) -> SmResult<Vec<Outcome>> {
     let ids: Vec<pgrx::Uuid> = items.iter().map(|i| pgrx::Uuid::from_bytes(i.case)).collect();
     let rows = spi.run(&LOCK_MANY, &[ids.into_datum()], 0);
     let mut locked: HashMap<[u8; 16], Locked> =
@@ -193,14 +215,17 @@ fn one(
         let case_id = uuid_string(&target);
         return Err(Refusal::UnknownCase { case_id: case_id.clone() }.report(&CaseFacts { case_id, current_state: String::new() }));
     };
-    if pending.touched.contains(&target) {
-        // Moved already in this chunk (a case and its dimension both asked for): what is
-        // pending is written first, so that the guards' facts include it.
+    let machine = machines::get(spi, &row.version_id);
+    // What is pending is written first when the case moved already in this chunk (a case
+    // and its dimension both asked for), or when the rule has a `sql` guard, which may
+    // read anything — other cases of the chunk too — and must see what single calls in a
+    // row would have written before it.
+    let sql_guarded = machine.find_rule(&row.current, &item.code).is_ok_and(|r| r.guards.iter().any(|g| matches!(g.spec, GuardSpec::Sql { .. })));
+    if pending.touched.contains(&target) || (sql_guarded && !pending.ids.is_empty()) {
         pending.flush(spi, common);
     }
     let facts = CaseFacts { case_id: uuid_string(&target), current_state: row.current.clone() };
     let now = history::case_clock(row.updated_at, &target)?;
-    let machine = machines::get(spi, &row.version_id);
     let asked = Asked { actor: common.actor, role: common.role, reason_code: common.reason_code, reason_text: common.reason_text, evidence: &[] };
     let judged = judge(spi, uuid_datum(&target), &target, row, &machine, &item.code, &asked, now).map_err(|r| r.report(&facts))?;
     let rule = judged.rule;

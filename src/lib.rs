@@ -53,6 +53,7 @@ pub mod machines;
 pub mod outbox;
 pub mod spi;
 pub mod sql_guard;
+pub mod subxact;
 pub mod seal;
 pub mod srf;
 pub mod timers;

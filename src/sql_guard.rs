@@ -14,6 +14,7 @@
 
 use crate::fmgr::text_datum;
 use crate::spi::{Spi, Stmt, OID, TEXT};
+use crate::subxact::SubXact;
 use cee_scape::{call_with_sigsetjmp, SigJmpBufFields};
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
@@ -63,6 +64,11 @@ pub(crate) fn registered(spi: &Spi, name: &str) -> Option<Rc<Registered>> {
         return Some(g);
     }
     let r = spi.run(&REGISTERED, &[Some(text_datum(name))], 1);
+    // Under REPEATABLE READ or SERIALIZABLE the read above saw the transaction's snapshot,
+    // which may predate an invalidation this backend has already processed: such an
+    // answer is used for this call but not kept.
+    // SAFETY: reads the transaction's isolation level.
+    let keep = unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32;
     let g = Rc::new(Registered {
         oid: r.get(0, 1).map(|d| pg_sys::Oid::from(d.value() as u32))?,
         function: r.text(0, 2)?,
@@ -72,7 +78,9 @@ pub(crate) fn registered(spi: &Spi, name: &str) -> Option<Rc<Registered>> {
         owner: r.text(0, 6).unwrap_or_default(),
         may_execute: Cell::new(None),
     });
-    REGISTRY.with(|reg| reg.borrow_mut().insert(name.to_owned(), g.clone()));
+    if keep {
+        REGISTRY.with(|reg| reg.borrow_mut().insert(name.to_owned(), g.clone()));
+    }
     Some(g)
 }
 
@@ -138,7 +146,7 @@ pub(crate) enum Called {
 }
 
 /// PostgreSQL's unpack_sql_state: five characters from six bits each.
-fn unpack_sqlstate(code: i32) -> String {
+pub(crate) fn unpack_sqlstate(code: i32) -> String {
     (0..5).map(|i| char::from((((code >> (6 * i)) & 0x3F) as u8) + b'0')).collect()
 }
 
@@ -153,18 +161,15 @@ unsafe fn opt_text(p: *const std::ffi::c_char) -> Option<String> {
 /// `context` (a jsonb datum). `verdict`: it returns (passed boolean, evidence jsonb)
 /// rather than boolean.
 pub(crate) fn call(function: pg_sys::Oid, verdict: bool, case_d: pg_sys::Datum, context: pg_sys::Datum) -> Called {
-    // SAFETY: the subtransaction dance of PL/pgSQL's exec_stmt_block and PL/Python's
-    // PLy_spi_subtransaction_*: begin an internal subtransaction, restore the caller's
-    // memory context; on success pop our snapshot and release it, on error copy the
-    // error data out of ErrorContext, flush it and roll the subtransaction back; either
-    // way restore the caller's memory context and resource owner. Between sigsetjmp and
-    // a longjmp into it only the guard function runs (called through its raw fmgr
-    // pointer, not a pgrx wrapper), and the closure holds no value with a destructor.
+    // Rolled back unless released below — also when anything between here and there
+    // raises (fmgr_info, reading the result): the error then unwinds through it.
+    let sub = SubXact::begin();
+    // SAFETY: between sigsetjmp and a longjmp into it only the guard function runs
+    // (called through its raw fmgr pointer, not a pgrx wrapper that would turn its error
+    // into a Rust panic), and the closure holds no value with a destructor. The jump
+    // branch does what PL/pgSQL's exception block does: copy the error data out of
+    // ErrorContext into the caller's context, flush it, roll the subtransaction back.
     unsafe {
-        let caller_cxt = pg_sys::CurrentMemoryContext;
-        let caller_owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(caller_cxt);
         // What the write path wrote so far, and every transaction committed while it
         // waited for the case's lock, is visible to the guard (not the caller's
         // statement snapshot, taken before that wait).
@@ -200,28 +205,18 @@ pub(crate) fn call(function: pg_sys::Oid, verdict: bool, case_d: pg_sys::Datum, 
             let called = if (*fcinfo).isnull {
                 Called::Returned { passed: None, evidence: None }
             } else if verdict {
-                let tuple = result.cast_mut_ptr::<pg_sys::HeapTupleHeaderData>();
-                let mut isnull = false;
-                let passed = pg_sys::GetAttributeByName(tuple, c"passed".as_ptr(), &mut isnull);
-                let passed = (!isnull).then(|| passed.value() != 0);
-                let evidence = pg_sys::GetAttributeByName(tuple, c"evidence".as_ptr(), &mut isnull);
-                let evidence = (!isnull).then(|| crate::fmgr::jsonb_out(evidence));
-                Called::Returned { passed, evidence }
+                read_verdict(result)
             } else {
                 Called::Returned { passed: Some(result.value() != 0), evidence: None }
             };
             pg_sys::PopActiveSnapshot();
-            pg_sys::ReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(caller_cxt);
-            pg_sys::CurrentResourceOwner = caller_owner;
+            sub.commit();
             called
         } else {
-            pg_sys::MemoryContextSwitchTo(caller_cxt);
+            pg_sys::MemoryContextSwitchTo(sub.caller_cxt());
             let edata = pg_sys::CopyErrorData();
             pg_sys::FlushErrorState();
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            pg_sys::MemoryContextSwitchTo(caller_cxt);
-            pg_sys::CurrentResourceOwner = caller_owner;
+            drop(sub);
             if (*edata).sqlerrcode == crate::ereport::pack_sqlstate("57014") {
                 pg_sys::ReThrowError(edata);
             }
@@ -235,6 +230,50 @@ pub(crate) fn call(function: pg_sys::Oid, verdict: bool, case_d: pg_sys::Datum, 
             pg_sys::FreeErrorData(edata);
             called
         }
+    }
+}
+
+/// A verdict function's row, its type checked now: whoever owns the composite type may
+/// have changed its columns since register_guard looked (a `passed` of type text read
+/// as a boolean would pass anything).
+///
+/// # Safety
+/// `result` is the non-NULL composite datum a function returned.
+unsafe fn read_verdict(result: pg_sys::Datum) -> Called {
+    // SAFETY: the caller's contract; the row's own type id and typmod describe it, and
+    // lookup_rowtype_tupdesc_copy returns a palloc'd descriptor with `natts` attributes.
+    unsafe {
+        let tuple = pg_sys::pg_detoast_datum(result.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+        let typid = (*tuple).t_choice.t_datum.datum_typeid;
+        let desc = pg_sys::lookup_rowtype_tupdesc_copy(typid, (*tuple).t_choice.t_datum.datum_typmod);
+        let (mut passed_ok, mut evidence_ok) = (false, false);
+        for i in 0..(*desc).natts as usize {
+            let att = crate::compat::tuple_desc_attr(desc, i);
+            if (*att).attisdropped {
+                continue;
+            }
+            match CStr::from_ptr((*att).attname.data.as_ptr()).to_bytes() {
+                b"passed" => passed_ok = (*att).atttypid == pg_sys::BOOLOID,
+                b"evidence" => evidence_ok = (*att).atttypid == pg_sys::JSONBOID,
+                _ => {}
+            }
+        }
+        if !(passed_ok && evidence_ok) {
+            let type_name = CStr::from_ptr(pg_sys::format_type_be(typid)).to_string_lossy().into_owned();
+            return Called::Raised {
+                sqlstate: "42804".into(),
+                message: format!("guard function returned type {type_name}, which is not (passed boolean, evidence jsonb)"),
+                detail: None,
+                hint: Some("A verdict guard returns a row with columns passed boolean and evidence jsonb.".into()),
+                context: None,
+            };
+        }
+        let mut isnull = false;
+        let passed = pg_sys::GetAttributeByName(tuple, c"passed".as_ptr(), &mut isnull);
+        let passed = (!isnull).then(|| passed.value() != 0);
+        let evidence = pg_sys::GetAttributeByName(tuple, c"evidence".as_ptr(), &mut isnull);
+        let evidence = (!isnull).then(|| crate::fmgr::jsonb_out(evidence));
+        Called::Returned { passed, evidence }
     }
 }
 
