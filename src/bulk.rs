@@ -16,7 +16,7 @@
 use crate::commands;
 use crate::door::{self, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
-use crate::spi::{Spi, Stmt, BYTEA_ARRAY, INT4_ARRAY, INT8_ARRAY, TEXT, TEXT_ARRAY, TIMESTAMPTZ_ARRAY, UUID, UUID_ARRAY};
+use crate::spi::{Spi, Stmt, BYTEA_ARRAY, INT4_ARRAY, INT8_ARRAY, TEXT_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY};
 use crate::transition::{dimension_with_code, judge, Asked, GuardAudit, Locked};
 use crate::srf::{Cell, Materialized};
 use crate::{case_file, governance, history, machines, outbox, sql_function, subxact};
@@ -44,26 +44,6 @@ static FIND_COMMANDS: Stmt = Stmt {
     sql: "SELECT t.command_id, t.case_id, t.transition_code, t.to_state, t.state_version \
           FROM ONLY statemachine.case_state_transition t WHERE t.command_id OPERATOR(pg_catalog.=) ANY ($1)",
     args: &[UUID_ARRAY],
-};
-/// The history rows of accepted transitions: what every row of a call shares ($1-$6:
-/// actor, role, reason code and text, correlation id, recorded_by), then per-row arrays.
-static INSERT_HISTORY: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code, \
-              transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, policy_version, occurred_at, \
-              command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
-          SELECT u.id, u.case_id, u.machine, u.from_state, u.to_state, u.code, u.kind, u.version, $1, $2, $3, $4, \
-                 u.policy, u.at, u.command, $5, NULL, '{}'::pg_catalog.jsonb, $6, u.hash \
-          FROM ROWS FROM (pg_catalog.unnest($7::pg_catalog.uuid[]), pg_catalog.unnest($8::pg_catalog.uuid[]), \
-                          pg_catalog.unnest($9::pg_catalog.text[]), pg_catalog.unnest($10::pg_catalog.text[]), \
-                          pg_catalog.unnest($11::pg_catalog.text[]), pg_catalog.unnest($12::pg_catalog.text[]), \
-                          pg_catalog.unnest($13::pg_catalog.text[]), pg_catalog.unnest($14::pg_catalog.int8[]), \
-                          pg_catalog.unnest($15::pg_catalog.int4[]), pg_catalog.unnest($16::pg_catalog.timestamptz[]), \
-                          pg_catalog.unnest($17::pg_catalog.uuid[]), pg_catalog.unnest($18::pg_catalog.bytea[])) \
-               AS u(id, case_id, machine, from_state, to_state, code, kind, version, policy, at, command, hash)",
-    args: &[
-        UUID, TEXT, TEXT, TEXT, UUID, TEXT, UUID_ARRAY, UUID_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY,
-        INT8_ARRAY, INT4_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY, BYTEA_ARRAY,
-    ],
 };
 /// The moved cases (each once per flush), as history::APPEND moves one.
 static UPDATE_CASES: Stmt = Stmt {
@@ -120,11 +100,6 @@ struct Prior {
     version: i64,
 }
 
-fn tstz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
-    // Transition times are finite (history::case_clock reads the clock).
-    TimestampWithTimeZone::try_from(t).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
-}
-
 /// Judges and writes one chunk of items (distinct cases, in id order, at most CHUNK of
 /// them); the outcome of each, in order. With `common.abort`, the first refusal is the
 /// error (the caller's transaction rolls back whatever was written). Without it, an
@@ -172,7 +147,7 @@ fn judge_and_write(spi: &Spi, items: &[Item], common: &Common<'_>) -> SmResult<V
         };
         outcomes.push(outcome);
     }
-    pending.flush(spi, common);
+    pending.flush(spi);
     Ok(outcomes)
 }
 
@@ -221,8 +196,8 @@ fn one(
     // read anything — other cases of the chunk too — and must see what single calls in a
     // row would have written before it.
     let sql_guarded = machine.find_rule(&row.current, &item.code).is_ok_and(|r| r.guards.iter().any(|g| matches!(g.spec, GuardSpec::Sql { .. })));
-    if pending.touched.contains(&target) || (sql_guarded && !pending.ids.is_empty()) {
-        pending.flush(spi, common);
+    if pending.touched.contains(&target) || (sql_guarded && !pending.history.is_empty()) {
+        pending.flush(spi);
     }
     let facts = CaseFacts { case_id: uuid_string(&target), current_state: row.current.clone() };
     let now = history::case_clock(row.updated_at, &target)?;
@@ -272,22 +247,20 @@ fn one(
     Ok(outcome)
 }
 
-/// Accepted transitions not yet written, column by column.
+/// Accepted transitions not yet written: their history rows, and the cases they move
+/// column by column.
 #[derive(Default)]
 struct Pending {
-    ids: Vec<pgrx::Uuid>,
+    history: history::Batch,
     cases: Vec<pgrx::Uuid>,
-    machines: Vec<String>,
-    from: Vec<Option<String>>,
-    to: Vec<String>,
-    codes: Vec<String>,
-    kinds: Vec<String>,
+    states: Vec<String>,
     versions: Vec<i64>,
-    policies: Vec<i32>,
-    at: Vec<TimestampWithTimeZone>,
-    commands: Vec<pgrx::Uuid>,
-    hashes: Vec<Vec<u8>>,
     entered: Vec<TimestampWithTimeZone>,
+    updated: Vec<TimestampWithTimeZone>,
+    policies: Vec<i32>,
+    heads: Vec<Vec<u8>>,
+    /// (machine, case, state) of each move, for a governed table's row.
+    moves: Vec<(String, [u8; 16], String)>,
     /// (event type, history row id) of the transitions that emit.
     events: Vec<(String, [u8; 16])>,
     audit: GuardAudit,
@@ -297,25 +270,21 @@ struct Pending {
 impl Pending {
     fn add(&mut self, row: SealedRow, hash: &[u8; 32], entered_at: pg_sys::TimestampTz) {
         self.touched.insert(row.case_id);
-        self.ids.push(pgrx::Uuid::from_bytes(row.id));
         self.cases.push(pgrx::Uuid::from_bytes(row.case_id));
-        self.machines.push(row.machine);
-        self.from.push(row.from_state);
-        self.to.push(row.to_state);
-        self.codes.push(row.transition_code);
-        self.kinds.push(row.transition_kind);
+        self.states.push(row.to_state.clone());
         self.versions.push(row.state_version);
+        self.entered.push(history::tstz(entered_at));
+        self.updated.push(history::tstz(row.occurred_at));
         self.policies.push(row.policy_version);
-        self.at.push(tstz(row.occurred_at));
-        self.commands.push(pgrx::Uuid::from_bytes(row.command_id));
-        self.hashes.push(hash.to_vec());
-        self.entered.push(tstz(entered_at));
+        self.heads.push(hash.to_vec());
+        self.moves.push((row.machine.clone(), row.case_id, row.to_state.clone()));
+        self.history.push(row, hash);
     }
 
     /// Writes what is pending: history rows, then the cases they move (each case once:
     /// a case asked for twice is flushed between), events, guard audit, governed rows.
-    fn flush(&mut self, spi: &Spi, common: &Common<'_>) {
-        if self.ids.is_empty() {
+    fn flush(&mut self, spi: &Spi) {
+        if self.history.is_empty() {
             return;
         }
         let p = std::mem::take(self);
@@ -326,50 +295,24 @@ impl Pending {
             ("case_transition_guard_result", Op::Insert),
         ];
         let _door = door::open(WRITES);
-        let mirrors: Vec<(String, pgrx::Uuid, String)> =
-            p.machines.iter().zip(&p.cases).zip(&p.to).map(|((m, c), t)| (m.clone(), *c, t.clone())).collect();
-        let first_at = p.at.first().map(|t| pg_sys::TimestampTz::from(*t)).unwrap_or_else(history::now);
-        spi.run(
-            &INSERT_HISTORY,
-            &[
-                Some(uuid_datum(&common.actor)),
-                Some(text_datum(common.role)),
-                common.reason_code.map(text_datum),
-                common.reason_text.map(text_datum),
-                common.correlation.as_ref().map(uuid_datum),
-                Some(text_datum(&common.recorded_by)),
-                p.ids.into_datum(),
-                p.cases.clone().into_datum(),
-                p.machines.into_datum(),
-                p.from.into_datum(),
-                p.to.clone().into_datum(),
-                p.codes.into_datum(),
-                p.kinds.into_datum(),
-                p.versions.clone().into_datum(),
-                p.policies.clone().into_datum(),
-                p.at.clone().into_datum(),
-                p.commands.into_datum(),
-                p.hashes.clone().into_datum(),
-            ],
-            0,
-        );
+        p.history.write(spi);
         spi.run(
             &UPDATE_CASES,
             &[
                 p.cases.into_datum(),
-                p.to.into_datum(),
+                p.states.into_datum(),
                 p.versions.into_datum(),
                 p.entered.into_datum(),
-                p.at.into_datum(),
+                p.updated.into_datum(),
                 p.policies.into_datum(),
-                p.hashes.into_datum(),
+                p.heads.into_datum(),
             ],
             0,
         );
-        outbox::emit(spi, &p.events, first_at);
+        outbox::emit(spi, &p.events, history::now());
         p.audit.write(spi);
-        for (machine, case, to) in mirrors {
-            governance::mirror(spi, &machine, uuid_datum(case.as_bytes()), text_datum(&to));
+        for (machine, case, state) in p.moves {
+            governance::mirror(spi, &machine, uuid_datum(&case), text_datum(&state));
         }
     }
 }

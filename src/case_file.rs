@@ -45,12 +45,12 @@ pub fn lock(spi: &Spi, case_d: pg_sys::Datum) -> bool {
     !spi.run(&LOCK, &[Some(case_d)], 1).is_empty()
 }
 
-/// Marks the case changed (see TOUCH); the door must be open.
-/// The previous row's hash from column `col` of a locked-case row (GENESIS if unsealed).
-pub fn prev_hash(rows: &crate::spi::Rows<'_>, col: i32) -> [u8; 32] {
-    rows.bytes(0, col).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(statemachine_core::seal::GENESIS)
+/// The previous row's hash from column `col` of row `row` of locked-case rows (GENESIS if unsealed).
+pub fn prev_hash(rows: &crate::spi::Rows<'_>, row: usize, col: i32) -> [u8; 32] {
+    rows.bytes(row, col).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(statemachine_core::seal::GENESIS)
 }
 
+/// Marks the case changed (see TOUCH); the door must be open.
 pub fn touch(spi: &Spi, case_d: pg_sys::Datum, now: pg_sys::TimestampTz) {
     spi.run(&TOUCH, &[Some(case_d), Some(pg_sys::Datum::from(now))], 0);
 }

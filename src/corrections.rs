@@ -126,7 +126,7 @@ fn correct_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         correlation: None,
         causation: Some(wrong_d),
         metadata: Some(crate::fmgr::jsonb_datum(&metadata)),
-        prev_hash: crate::case_file::prev_hash(&lock, 10),
+        prev_hash: crate::case_file::prev_hash(&lock, 0, 10),
         links: Vec::new(),
         guards: Vec::new(),
         // SAFETY: actor_id is declared uuid and was required non-NULL above.

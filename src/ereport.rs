@@ -27,6 +27,11 @@ pub fn pack_sqlstate(code: &str) -> c_int {
         .fold(0, |acc, (i, ch)| acc | ((c_int::from(ch.wrapping_sub(b'0')) & 0x3F) << (6 * i)))
 }
 
+/// PostgreSQL's unpack_sql_state: five characters from six bits each.
+pub fn unpack_sqlstate(code: c_int) -> String {
+    (0..5).map(|i| char::from((((code >> (6 * i)) & 0x3F) as u8) + b'0')).collect()
+}
+
 fn c_text(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
@@ -67,4 +72,14 @@ pub unsafe fn raise(report: Report) -> ! {
         errfinish(c"pg_statemachine".as_ptr(), 0, c"pg_statemachine".as_ptr());
     }
     unreachable!("errfinish returned at ERROR level")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlstates_unpack_as_packed() {
+        for code in ["P0001", "SM002", "22023", "57014", "XX000"] {
+            assert_eq!(super::unpack_sqlstate(super::pack_sqlstate(code)), code);
+        }
+    }
 }

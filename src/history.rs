@@ -1,6 +1,7 @@
 //! The one history writer. Every row of `case_state_transition` — a transition, a
 //! case's CREATE row, a correction, a migration step — is appended by [`append`],
-//! through one prepared statement, so a column added to history is added here once.
+//! through one prepared statement; rows written many at a time (import_cases, bulks,
+//! timers) by [`Batch`], through one more. So a column added to history is added here.
 //!
 //! Each row is sealed as it is appended: its `row_hash` chains it to the case's previous
 //! row and covers every column and what is recorded with it (core's `seal`; verified by
@@ -13,7 +14,11 @@
 
 use crate::door::{Grant, Op};
 use crate::fmgr::{jsonb_out, text_datum, text_from_datum, uuid_datum, uuid_from_datum, uuid_string, SmResult};
-use crate::spi::{Spi, Stmt, BOOL, BYTEA, INT4, INT8, JSONB, TEXT, TIMESTAMPTZ, UUID};
+use crate::spi::{
+    Spi, Stmt, BOOL, BYTEA, BYTEA_ARRAY, INT4, INT4_ARRAY, INT8, INT8_ARRAY, JSONB, TEXT, TEXT_ARRAY, TIMESTAMPTZ, TIMESTAMPTZ_ARRAY, UUID,
+    UUID_ARRAY,
+};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::{row_hash, SealedRow};
 use statemachine_core::{CaseFacts, Refusal};
@@ -179,6 +184,130 @@ pub fn append_sealed(spi: &Spi, entry: &Entry<'_>, seal: &Seal, case_move: CaseM
         crate::governance::mirror(spi, entry.machine, entry.case, entry.to_state);
     }
     row
+}
+
+/// Many history rows at once, column by column: the sealed rows a [`Batch`] collected.
+static APPEND_MANY: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code, \
+              transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, policy_version, occurred_at, \
+              command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
+          SELECT u.id, u.case_id, u.machine, u.from_state, u.to_state, u.code, u.kind, u.version, u.actor, u.role, \
+                 u.reason_code, u.reason_text, u.policy, u.at, u.command, u.correlation, u.causation, \
+                 u.metadata::pg_catalog.jsonb, u.recorded_by, u.hash \
+          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.uuid[]), \
+                          pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
+                          pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.text[]), \
+                          pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.int8[]), \
+                          pg_catalog.unnest($9::pg_catalog.uuid[]), pg_catalog.unnest($10::pg_catalog.text[]), \
+                          pg_catalog.unnest($11::pg_catalog.text[]), pg_catalog.unnest($12::pg_catalog.text[]), \
+                          pg_catalog.unnest($13::pg_catalog.int4[]), pg_catalog.unnest($14::pg_catalog.timestamptz[]), \
+                          pg_catalog.unnest($15::pg_catalog.uuid[]), pg_catalog.unnest($16::pg_catalog.uuid[]), \
+                          pg_catalog.unnest($17::pg_catalog.uuid[]), pg_catalog.unnest($18::pg_catalog.text[]), \
+                          pg_catalog.unnest($19::pg_catalog.text[]), pg_catalog.unnest($20::pg_catalog.bytea[])) \
+               AS u(id, case_id, machine, from_state, to_state, code, kind, version, actor, role, reason_code, reason_text, \
+                    policy, at, command, correlation, causation, metadata, recorded_by, hash)",
+    args: &[
+        UUID_ARRAY, UUID_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, INT8_ARRAY, UUID_ARRAY, TEXT_ARRAY,
+        TEXT_ARRAY, TEXT_ARRAY, INT4_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY, UUID_ARRAY, UUID_ARRAY, TEXT_ARRAY, TEXT_ARRAY,
+        BYTEA_ARRAY,
+    ],
+};
+
+/// History rows to append together, column by column: sealed rows (their hash computed
+/// by the caller, which chains them), written by one statement. The door its caller
+/// opens must admit `APPEND_WRITES[0]`. Rows written together carry what they record
+/// with them in their own statements (evidence links none, guard results by the caller).
+#[derive(Default)]
+pub struct Batch {
+    ids: Vec<pgrx::Uuid>,
+    cases: Vec<pgrx::Uuid>,
+    machines: Vec<String>,
+    from: Vec<Option<String>>,
+    to: Vec<String>,
+    codes: Vec<String>,
+    kinds: Vec<String>,
+    versions: Vec<i64>,
+    actors: Vec<pgrx::Uuid>,
+    roles: Vec<String>,
+    reason_codes: Vec<Option<String>>,
+    reason_texts: Vec<Option<String>>,
+    policies: Vec<i32>,
+    at: Vec<TimestampWithTimeZone>,
+    commands: Vec<pgrx::Uuid>,
+    correlations: Vec<Option<pgrx::Uuid>>,
+    causations: Vec<Option<pgrx::Uuid>>,
+    metadata: Vec<String>,
+    recorded_by: Vec<String>,
+    hashes: Vec<Vec<u8>>,
+}
+
+/// A row's time as a datum value (history times are finite: read from the clock or
+/// parsed and checked finite).
+pub fn tstz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(t).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
+}
+
+impl Batch {
+    pub fn push(&mut self, row: SealedRow, hash: &[u8; 32]) {
+        let uuid = pgrx::Uuid::from_bytes;
+        self.ids.push(uuid(row.id));
+        self.cases.push(uuid(row.case_id));
+        self.machines.push(row.machine);
+        self.from.push(row.from_state);
+        self.to.push(row.to_state);
+        self.codes.push(row.transition_code);
+        self.kinds.push(row.transition_kind);
+        self.versions.push(row.state_version);
+        self.actors.push(uuid(row.actor_id));
+        self.roles.push(row.actor_role);
+        self.reason_codes.push(row.reason_code);
+        self.reason_texts.push(row.reason_text);
+        self.policies.push(row.policy_version);
+        self.at.push(tstz(row.occurred_at));
+        self.commands.push(uuid(row.command_id));
+        self.correlations.push(row.correlation_id.map(uuid));
+        self.causations.push(row.causation_id.map(uuid));
+        self.metadata.push(row.metadata);
+        self.recorded_by.push(row.recorded_by);
+        self.hashes.push(hash.to_vec());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Appends the rows; the door must be open.
+    pub fn write(self, spi: &Spi) {
+        if self.is_empty() {
+            return;
+        }
+        spi.run(
+            &APPEND_MANY,
+            &[
+                self.ids.into_datum(),
+                self.cases.into_datum(),
+                self.machines.into_datum(),
+                self.from.into_datum(),
+                self.to.into_datum(),
+                self.codes.into_datum(),
+                self.kinds.into_datum(),
+                self.versions.into_datum(),
+                self.actors.into_datum(),
+                self.roles.into_datum(),
+                self.reason_codes.into_datum(),
+                self.reason_texts.into_datum(),
+                self.policies.into_datum(),
+                self.at.into_datum(),
+                self.commands.into_datum(),
+                self.correlations.into_datum(),
+                self.causations.into_datum(),
+                self.metadata.into_datum(),
+                self.recorded_by.into_datum(),
+                self.hashes.into_datum(),
+            ],
+            0,
+        );
+    }
 }
 
 /// How far behind the case's last change the clock may be and still be waited for.

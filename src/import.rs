@@ -46,26 +46,6 @@ static INSERT_CASES: Stmt = Stmt {
           ON CONFLICT DO NOTHING",
     args: &[TEXT, INT4, UUID, UUID_ARRAY, TEXT_ARRAY, TEXT_ARRAY, INT8_ARRAY, TIMESTAMPTZ_ARRAY, TIMESTAMPTZ_ARRAY, TIMESTAMPTZ_ARRAY, TEXT_ARRAY, BYTEA_ARRAY],
 };
-/// One chunk's history rows: the call's constants ($1-$4), then per-row arrays.
-static INSERT_HISTORY: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_state_transition (id, case_id, machine, from_state, to_state, transition_code, \
-              transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, policy_version, occurred_at, \
-              command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
-          SELECT u.id, u.case_id, $1, u.from_state, u.to_state, u.code, 'import', u.version, u.actor, u.role, \
-                 u.reason_code, u.reason_text, $2, u.at, u.command, $3, NULL, u.meta::pg_catalog.jsonb, $4, u.hash \
-          FROM ROWS FROM (pg_catalog.unnest($5::pg_catalog.uuid[]), pg_catalog.unnest($6::pg_catalog.uuid[]), \
-                          pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]), \
-                          pg_catalog.unnest($9::pg_catalog.text[]), pg_catalog.unnest($10::pg_catalog.int8[]), \
-                          pg_catalog.unnest($11::pg_catalog.uuid[]), pg_catalog.unnest($12::pg_catalog.text[]), \
-                          pg_catalog.unnest($13::pg_catalog.text[]), pg_catalog.unnest($14::pg_catalog.text[]), \
-                          pg_catalog.unnest($15::pg_catalog.timestamptz[]), pg_catalog.unnest($16::pg_catalog.uuid[]), \
-                          pg_catalog.unnest($17::pg_catalog.text[]), pg_catalog.unnest($18::pg_catalog.bytea[])) \
-               AS u(id, case_id, from_state, to_state, code, version, actor, role, reason_code, reason_text, at, command, meta, hash)",
-    args: &[
-        TEXT, INT4, UUID, TEXT, UUID_ARRAY, UUID_ARRAY, TEXT_ARRAY, TEXT_ARRAY, TEXT_ARRAY, INT8_ARRAY, UUID_ARRAY, TEXT_ARRAY,
-        TEXT_ARRAY, TEXT_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY, TEXT_ARRAY, BYTEA_ARRAY,
-    ],
-};
 /// A replay: the cases the import with this command id created (their first row is
 /// correlated with it), as it returned them (the state and version its last imported
 /// row left them in).
@@ -235,7 +215,7 @@ pub(crate) fn write(
         if inserted != chunk.len() {
             return Err(Short { first_chunk_empty: chunk_no == 0 && inserted == 0 });
         }
-        rows.insert_history(spi, machine, ctx.command, ctx.recorded_by);
+        std::mem::take(&mut rows.history).write(spi);
         written.append(&mut rows.results);
     }
     Ok(written)
@@ -307,28 +287,9 @@ struct Chunk {
     updated: Vec<TimestampWithTimeZone>,
     metadata: Vec<Option<String>>,
     heads: Vec<Vec<u8>>,
-    // history
-    h_ids: Vec<pgrx::Uuid>,
-    h_cases: Vec<pgrx::Uuid>,
-    h_from: Vec<Option<String>>,
-    h_to: Vec<String>,
-    h_codes: Vec<String>,
-    h_versions: Vec<i64>,
-    h_actors: Vec<pgrx::Uuid>,
-    h_roles: Vec<String>,
-    h_reason_codes: Vec<Option<String>>,
-    h_reason_texts: Vec<Option<String>>,
-    h_at: Vec<TimestampWithTimeZone>,
-    h_commands: Vec<pgrx::Uuid>,
-    h_meta: Vec<String>,
-    h_hashes: Vec<Vec<u8>>,
+    history: history::Batch,
     /// What the call returns for each record.
     results: Vec<Written>,
-}
-
-fn tstz(t: i64) -> TimestampWithTimeZone {
-    // Finite times only reach here (step_times refused the others).
-    TimestampWithTimeZone::try_from(t).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity())
 }
 
 impl Chunk {
@@ -365,20 +326,7 @@ impl Chunk {
                     correction: None,
                 };
                 prev = row_hash(&prev, &row);
-                c.h_ids.push(pgrx::Uuid::from_bytes(row.id));
-                c.h_cases.push(pgrx::Uuid::from_bytes(case_id));
-                c.h_from.push(row.from_state);
-                c.h_to.push(row.to_state);
-                c.h_codes.push(row.transition_code);
-                c.h_versions.push(row.state_version);
-                c.h_actors.push(pgrx::Uuid::from_bytes(row.actor_id));
-                c.h_roles.push(row.actor_role);
-                c.h_reason_codes.push(row.reason_code);
-                c.h_reason_texts.push(row.reason_text);
-                c.h_at.push(tstz(at[j]));
-                c.h_commands.push(pgrx::Uuid::from_bytes(row.command_id));
-                c.h_meta.push(row.metadata);
-                c.h_hashes.push(prev.to_vec());
+                c.history.push(row, &prev);
             }
             let last = case.steps.len() - 1;
             let state = case.steps[last].state.clone();
@@ -386,9 +334,9 @@ impl Chunk {
             c.numbers.push(case.case_number.clone());
             c.states.push(state.clone());
             c.versions.push(last as i64);
-            c.entered.push(tstz(entered_at(case, at)));
-            c.created.push(tstz(at[0]));
-            c.updated.push(tstz(at[last]));
+            c.entered.push(history::tstz(entered_at(case, at)));
+            c.created.push(history::tstz(at[0]));
+            c.updated.push(history::tstz(at[last]));
             c.metadata.push(case.metadata.clone());
             c.heads.push(prev.to_vec());
             c.results.push((case_id, case.case_number.clone(), state, last as i64));
@@ -417,33 +365,6 @@ impl Chunk {
             0,
         )
         .count
-    }
-
-    fn insert_history(&mut self, spi: &Spi, machine: &CompiledMachine, command: &[u8; 16], recorded_by: &str) {
-        spi.run(
-            &INSERT_HISTORY,
-            &[
-                Some(crate::fmgr::text_datum(&machine.machine)),
-                Some(pg_sys::Datum::from(machine.version)),
-                Some(uuid_datum(command)),
-                Some(crate::fmgr::text_datum(recorded_by)),
-                std::mem::take(&mut self.h_ids).into_datum(),
-                std::mem::take(&mut self.h_cases).into_datum(),
-                std::mem::take(&mut self.h_from).into_datum(),
-                std::mem::take(&mut self.h_to).into_datum(),
-                std::mem::take(&mut self.h_codes).into_datum(),
-                std::mem::take(&mut self.h_versions).into_datum(),
-                std::mem::take(&mut self.h_actors).into_datum(),
-                std::mem::take(&mut self.h_roles).into_datum(),
-                std::mem::take(&mut self.h_reason_codes).into_datum(),
-                std::mem::take(&mut self.h_reason_texts).into_datum(),
-                std::mem::take(&mut self.h_at).into_datum(),
-                std::mem::take(&mut self.h_commands).into_datum(),
-                std::mem::take(&mut self.h_meta).into_datum(),
-                std::mem::take(&mut self.h_hashes).into_datum(),
-            ],
-            0,
-        );
     }
 }
 

@@ -145,11 +145,6 @@ pub(crate) enum Called {
     Raised { sqlstate: String, message: String, detail: Option<String>, hint: Option<String>, context: Option<String> },
 }
 
-/// PostgreSQL's unpack_sql_state: five characters from six bits each.
-pub(crate) fn unpack_sqlstate(code: i32) -> String {
-    (0..5).map(|i| char::from((((code >> (6 * i)) & 0x3F) as u8) + b'0')).collect()
-}
-
 /// # Safety
 /// `p` is NULL or a NUL-terminated C string.
 unsafe fn opt_text(p: *const std::ffi::c_char) -> Option<String> {
@@ -221,7 +216,7 @@ pub(crate) fn call(function: pg_sys::Oid, verdict: bool, case_d: pg_sys::Datum, 
                 pg_sys::ReThrowError(edata);
             }
             let called = Called::Raised {
-                sqlstate: unpack_sqlstate((*edata).sqlerrcode),
+                sqlstate: crate::ereport::unpack_sqlstate((*edata).sqlerrcode),
                 message: opt_text((*edata).message).unwrap_or_default(),
                 detail: opt_text((*edata).detail),
                 hint: opt_text((*edata).hint),
@@ -274,15 +269,5 @@ unsafe fn read_verdict(result: pg_sys::Datum) -> Called {
         let evidence = pg_sys::GetAttributeByName(tuple, c"evidence".as_ptr(), &mut isnull);
         let evidence = (!isnull).then(|| crate::fmgr::jsonb_out(evidence));
         Called::Returned { passed, evidence }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sqlstates_unpack_as_packed() {
-        for code in ["P0001", "SM002", "22023", "57014", "XX000"] {
-            assert_eq!(super::unpack_sqlstate(crate::ereport::pack_sqlstate(code)), code);
-        }
     }
 }

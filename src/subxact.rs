@@ -95,7 +95,7 @@ pub(crate) fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
             if code == crate::ereport::pack_sqlstate("57014") {
                 resume_unwind(payload);
             }
-            Err(Caught { sqlstate: crate::sql_guard::unpack_sqlstate(code), message })
+            Err(Caught { sqlstate: crate::ereport::unpack_sqlstate(code), message })
         }
     }
 }

@@ -107,9 +107,9 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
         }
         // The engine locks in id order; SKIP LOCKED above already holds every lock.
         timers.sort_by_key(|(item, _)| item.case);
-        let items: Vec<Item> = timers.iter().map(|(item, _)| Item { case: item.case, code: item.code.clone(), command: item.command }).collect();
+        let (items, versions): (Vec<Item>, Vec<i64>) = timers.into_iter().unzip();
         let outcomes = run_chunk(&spi, &items, &common)?;
-        for ((item, version), outcome) in timers.iter().zip(outcomes) {
+        for ((item, version), outcome) in items.iter().zip(&versions).zip(outcomes) {
             out.put(&match outcome {
                 Outcome::Moved { to_state, .. } => {
                     vec![Cell::Uuid(item.case), Cell::Text(Some(item.code.clone())), Cell::Bool(true), Cell::Text(Some(to_state)), Cell::Null, Cell::Null]

@@ -19,7 +19,6 @@ use pgrx::IntoDatum;
 use crate::{case_file, dimensions, evidence, machines, outbox, sql_function};
 use pgrx::pg_sys;
 use statemachine_core::checks::WRITE;
-use statemachine_core::seal::GENESIS;
 use statemachine_core::{CaseFacts, CompiledMachine, EvidenceFact, Evaluation, Refusal, Request, Rule, Supplied};
 
 /// The guard audit (seed 003 §9.3): one row per evaluated guard, from arrays ($1: the
@@ -195,7 +194,7 @@ impl Locked {
             version_id: rows.uuid(row, first + 4)?,
             root_id: rows.uuid(row, first + 5),
             has_dimensions: rows.bool(row, first + 6) == Some(true),
-            head: rows.bytes(row, first + 7).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(GENESIS),
+            head: case_file::prev_hash(rows, row, first + 7),
         })
     }
 }
@@ -300,8 +299,7 @@ impl GuardAudit {
     pub(crate) fn add(&mut self, transition_id: &[u8; 16], at: pg_sys::TimestampTz, rows: &[GuardRow]) {
         for (code, passed, (_, stored)) in rows {
             self.transitions.push(pgrx::Uuid::from_bytes(*transition_id));
-            // A transition's time is a finite timestamp (history::case_clock).
-            self.at.push(TimestampWithTimeZone::try_from(at).unwrap_or_else(|_| TimestampWithTimeZone::positive_infinity()));
+            self.at.push(history::tstz(at));
             self.codes.push(code.clone());
             self.passed.push(*passed);
             // jsonb's own text of the evidence: stored as the seal saw it.
