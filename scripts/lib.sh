@@ -26,9 +26,9 @@ install_prerequisites() {
     local missing=()
     # postgresql-NN-cron: pg_cron, for the timed-transition end-to-end test;
     # python3-psycopg: the Python example; python3-sqlalchemy, python3-psycopg2: the ORM
-    # example (examples/python/orm_sqlalchemy.py); graphviz: scripts/diagrams.
+    # example (examples/python/orm_sqlalchemy.py); graphviz: scripts/diagrams; bc: bench/run.
     for pkg in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} postgresql-${PG_MAJOR}-cron libclang-dev clang sudo pkg-config \
-               python3-psycopg python3-sqlalchemy python3-psycopg2 graphviz make; do
+               python3-psycopg python3-sqlalchemy python3-psycopg2 graphviz make bc; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     # The Node example needs node and npm; any recent Node will do (Debian's if none is there).

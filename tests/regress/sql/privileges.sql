@@ -156,6 +156,21 @@ SELECT statemachine.transition_case('bb000000-0000-0000-0000-000000000001', 'REO
 \echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 
+-- A bulk checks identities as transition_case does: under role_source database an app
+-- role can neither act for another actor id nor in a role it is not a member of (SM006,
+-- per case); as itself, in its own role, it moves the case.
+GRANT EXECUTE ON FUNCTION statemachine.bulk_transition(uuid[], text, uuid, text, text, text, uuid, text) TO sm_app;
+SET SESSION AUTHORIZATION sm_app;
+SELECT current_state FROM statemachine.create_case('db_roles', 'DB-3', statemachine.database_actor_id(), 'sm_reviewer',
+       'cf000000-0000-0000-0000-000000000003', case_id => 'bb000000-0000-0000-0000-000000000033');
+SELECT ok, error_sqlstate FROM statemachine.bulk_transition(ARRAY['bb000000-0000-0000-0000-000000000033']::uuid[], 'FINISH',
+       'a0000000-0000-0000-0000-000000000001', 'sm_reviewer', NULL, NULL, 'cf000000-0000-0000-0000-000000000004', 'skip');
+SELECT ok, error_sqlstate FROM statemachine.bulk_transition(ARRAY['bb000000-0000-0000-0000-000000000033']::uuid[], 'FINISH',
+       statemachine.database_actor_id(), 'sm_outsider', NULL, NULL, 'cf000000-0000-0000-0000-000000000005', 'skip');
+SELECT ok, to_state FROM statemachine.bulk_transition(ARRAY['bb000000-0000-0000-0000-000000000033']::uuid[], 'FINISH',
+       statemachine.database_actor_id(), 'sm_reviewer', NULL, NULL, 'cf000000-0000-0000-0000-000000000006', 'skip');
+RESET SESSION AUTHORIZATION;
+
 -- A sql guard runs as the session user, who must be allowed to EXECUTE it: a guard the
 -- user may not call refuses with the 42501 calling it would raise, the guard named.
 CREATE FUNCTION public.sm_private_guard(case_id uuid, context jsonb) RETURNS boolean
