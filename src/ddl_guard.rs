@@ -8,6 +8,10 @@
 //!   `ALTER FUNCTION`, `ALTER … SET SCHEMA`, `ALTER … OWNER TO`;
 //! - puts foreign code or structure on a protected table: a rule, trigger, policy or index
 //!   on it, a table that inherits from it or is a partition of it;
+//! - makes a copy of one of its tables that the guards do not cover: a table named
+//!   `<extension table>_<digits>` beside it, which is how Citus names the shards and
+//!   placements it creates (`create_reference_table`, `create_distributed_table`, …) and
+//!   then moves the rows into, out from under the guards and the write path;
 //! - adds objects to the extension or takes them out of it (`ALTER EXTENSION … ADD/DROP`);
 //! - drops anything on or in the extension's schema, unless the extension itself is
 //!   being dropped.
@@ -49,6 +53,10 @@ static TOUCHED: Stmt = Stmt {
                                WHERE i.indexrelid OPERATOR(pg_catalog.=) c.objid) \
                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h JOIN tables t ON t.relid OPERATOR(pg_catalog.=) h.inhparent \
                                WHERE h.inhrelid OPERATOR(pg_catalog.=) c.objid))) \
+               OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS ( \
+                      SELECT 1 FROM pg_catalog.pg_class r, tables t JOIN pg_catalog.pg_class m ON m.oid OPERATOR(pg_catalog.=) t.relid \
+                       WHERE r.oid OPERATOR(pg_catalog.=) c.objid AND r.relnamespace OPERATOR(pg_catalog.=) m.relnamespace \
+                         AND r.relname::pg_catalog.text OPERATOR(pg_catalog.~) ('^' OPERATOR(pg_catalog.||) m.relname::pg_catalog.text OPERATOR(pg_catalog.||) '_[0-9]+$'))) \
                OR (c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND EXISTS ( \
                       SELECT 1 FROM pg_catalog.pg_rewrite r JOIN tables t ON t.relid OPERATOR(pg_catalog.=) r.ev_class \
                        WHERE r.oid OPERATOR(pg_catalog.=) c.objid)) \
