@@ -20,7 +20,7 @@ pub static ACTIVE_ASSIGNMENT: Stmt = Stmt {
           WHERE a.case_id OPERATOR(pg_catalog.=) $1 AND a.assignee_id OPERATOR(pg_catalog.=) $2 \
             AND a.role_code OPERATOR(pg_catalog.=) $3 \
             AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.case_assignment_release r \
-                            WHERE r.assignment_id OPERATOR(pg_catalog.=) a.id) \
+                            WHERE r.case_id OPERATOR(pg_catalog.=) a.case_id AND r.assignment_id OPERATOR(pg_catalog.=) a.id) \
           ORDER BY a.assigned_at DESC LIMIT 1",
     args: &[UUID, UUID, TEXT],
 };
@@ -37,19 +37,20 @@ static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
 };
 static INSERT_ASSIGNMENT: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_assignment AS a (id, case_id, assignee_id, role_code, assigned_by, assigned_at, command_id) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING RETURNING a",
+          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING ROW(a.*)::statemachine.case_assignment",
     args: &[UUID, UUID, UUID, TEXT, UUID, TIMESTAMPTZ, UUID],
 };
 static RELEASE_BY_COMMAND: Stmt = Stmt {
     sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM ONLY statemachine.case_assignment_release r \
-          JOIN ONLY statemachine.case_assignment a ON a.id OPERATOR(pg_catalog.=) r.assignment_id \
+          JOIN ONLY statemachine.case_assignment a \
+            ON a.case_id OPERATOR(pg_catalog.=) r.case_id AND a.id OPERATOR(pg_catalog.=) r.assignment_id \
           WHERE r.command_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };
 static INSERT_RELEASE: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_assignment_release AS r (assignment_id, released_by, released_at, command_id) \
-          VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING r",
-    args: &[UUID, UUID, TIMESTAMPTZ, UUID],
+    sql: "INSERT INTO statemachine.case_assignment_release AS r (assignment_id, released_by, released_at, command_id, case_id) \
+          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING ROW(r.*)::statemachine.case_assignment_release",
+    args: &[UUID, UUID, TIMESTAMPTZ, UUID, UUID],
 };
 
 /// The arguments of assign_case and release_assignment.
@@ -113,6 +114,9 @@ fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Res
     let (Some(version_id), Some(state)) = (case.uuid(0, 1), case.text(0, 2)) else {
         return Err(Err(case_file::unknown(&args.case_id)));
     };
+    // Distributed: the command id's lock first, so that its look across the shards holds
+    // (commands.rs).
+    crate::commands::lock(&spi, args.command_d);
     if let Some(replayed) = args.replay(&spi, by_command, what) {
         return Err(replayed);
     }
@@ -186,7 +190,7 @@ fn release_assignment(a: &Args) -> SmResult<pg_sys::Datum> {
     let now = history::now();
     const WRITES: &[Grant] = &[("case_assignment_release", Op::Insert), ("case_file", Op::Update)];
     let _door = door::open(WRITES);
-    let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d)], 1);
+    let r = spi.run(&INSERT_RELEASE, &[Some(assignment_id), Some(args.actor_d), Some(pg_sys::Datum::from(now)), Some(args.command_d), Some(args.case_d)], 1);
     let Some(row) = r.get(0, 1) else { return args.lost_race(&spi, &RELEASE_BY_COMMAND, "release") };
     let row = spi.keep(row);
     case_file::touch(&spi, args.case_d, now);

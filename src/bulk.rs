@@ -232,7 +232,7 @@ fn one(
     if let Some(event_type) = &rule.emit {
         pending.events.push((event_type.clone(), sealed.id));
     }
-    pending.audit.add(&sealed.id, now, &judged.guard_rows);
+    pending.audit.add(&sealed.case_id, &sealed.id, now, &judged.guard_rows);
     let entered_at = judged.entered_at;
     let outcome = Outcome::Moved { to_state: sealed.to_state.clone(), version: sealed.state_version };
     pending.add(sealed, &hash, entered_at);
@@ -367,7 +367,13 @@ fn bulk_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         abort,
         recorded_by: crate::facts::session_user(),
     };
-    for chunk in ids.chunks(CHUNK) {
+    // On a distributed installation a chunk is cut from one shard's cases (shards.rs).
+    let chunks: Vec<Vec<[u8; 16]>> = if crate::remote_door::distributed() {
+        crate::shards::chunks(&Spi::connect(), &ids, CHUNK)
+    } else {
+        ids.chunks(CHUNK).map(<[[u8; 16]]>::to_vec).collect()
+    };
+    for chunk in &chunks {
         // Each chunk's memory is its own connection's, freed when the chunk is done.
         let spi = Spi::connect();
         let secret = secret.get_or_insert_with(|| installation_secret(&spi));

@@ -1,6 +1,14 @@
 //! Command idempotency (seed 003 §15): a command id names one command. Used again for
 //! the same command it returns what that command recorded; used for anything else it
 //! is SM008. The history's unique command_id is what makes this hold under races.
+//!
+//! On a distributed installation the unique key is (case_id, command_id) — Citus keys
+//! must contain the column the table is sharded by — so a command id used for another
+//! case is found before writing instead ([`claim`]): the command id's lock, then a look
+//! across the shards. The write commits on the case's one shard before the lock is
+//! released, so a concurrent use of the same id waits and then finds it. With
+//! `distribute(command_scope => 'case')` a command id is unique within its case only: no
+//! lock, no look across the shards (each call stays on its case's shard).
 
 use crate::fmgr::{uuid_string, SmResult};
 use crate::spi::{Spi, Stmt, UUID};
@@ -49,6 +57,49 @@ fn describe(p: &PriorCommand) -> String {
         format!("CREATE of case {} (machine {}, case number {})", uuid_string(&p.case_id), p.machine, p.case_number)
     } else {
         format!("transition {} on case {}", p.code, uuid_string(&p.case_id))
+    }
+}
+
+static LOCK_COMMAND: Stmt = Stmt {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1::pg_catalog.text, 5724))",
+    args: &[UUID],
+};
+
+/// On a distributed installation: takes the command id's lock for the transaction and
+/// returns what the id already recorded, if anything (None elsewhere: one node's unique
+/// key answers during the write).
+pub fn claim(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
+    // The plain look across the shards first (half the cost of FIND_COMMAND's join, and
+    // almost every command is new).
+    if !lock(spi, command_id) || spi.run(&COMMAND_USED, &[Some(command_id)], 1).is_empty() {
+        return None;
+    }
+    find(spi, command_id)
+}
+
+static COMMAND_USED: Stmt = Stmt {
+    sql: "SELECT 1 FROM ONLY statemachine.case_state_transition t WHERE t.command_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
+    args: &[UUID],
+};
+
+/// On a distributed installation: takes the command id's lock for the transaction (true);
+/// elsewhere nothing (false).
+pub fn lock(spi: &Spi, command_id: pg_sys::Datum) -> bool {
+    // command_scope 'case': the per-case key answers, as on one node for its case.
+    if !crate::remote_door::distributed() || crate::remote_door::commands_per_case() {
+        return false;
+    }
+    spi.run(&LOCK_COMMAND, &[Some(command_id)], 1);
+    true
+}
+
+/// A transition's command already recorded (see [`claim`]): the recorded row for a
+/// replay, SM008 for anything else.
+pub fn answer_prior(spi: &Spi, prior: PriorCommand, case_id: &[u8; 16], requested: Requested<'_>) -> SmResult<pg_sys::Datum> {
+    if &prior.case_id == case_id && requested.made_by(&prior) {
+        Ok(spi.keep(prior.transition_row))
+    } else {
+        Err(conflict(&prior, requested.describe(case_id)))
     }
 }
 

@@ -32,7 +32,8 @@ static LOCK_FOR_CORRECTION: Stmt = Stmt {
 };
 static CORRECTED_BY: Stmt = Stmt {
     sql: "SELECT k.correcting_transition_id, t.state_version FROM ONLY statemachine.case_state_correction k \
-          JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) k.correcting_transition_id \
+          JOIN ONLY statemachine.case_state_transition t \
+            ON t.case_id OPERATOR(pg_catalog.=) k.case_id AND t.id OPERATOR(pg_catalog.=) k.correcting_transition_id \
           WHERE k.wrong_transition_id OPERATOR(pg_catalog.=) $1",
     args: &[UUID],
 };

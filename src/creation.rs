@@ -16,13 +16,29 @@ static INSERT_CASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_file AS c (id, machine, machine_version, machine_version_id, case_number, \
               current_state, state_version, state_entered_at, created_at, updated_at, metadata, root_case_id, history_head) \
           VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $7, COALESCE($8, '{}'::pg_catalog.jsonb), $9, $10) \
-          ON CONFLICT DO NOTHING RETURNING c",
+          ON CONFLICT DO NOTHING RETURNING ROW(c.*)::statemachine.case_file",
     args: &[UUID, TEXT, INT4, UUID, TEXT, TEXT, TIMESTAMPTZ, JSONB, UUID, BYTEA],
 };
 static EXISTING_CASE: Stmt = Stmt {
     sql: "SELECT c.id, c.machine, c.case_number FROM ONLY statemachine.case_file c \
           WHERE c.id OPERATOR(pg_catalog.=) $1 OR (c.machine OPERATOR(pg_catalog.=) $2 AND c.case_number OPERATOR(pg_catalog.=) $3) LIMIT 1",
     args: &[UUID, TEXT, TEXT],
+};
+
+/// A distributed installation has no unique key on (machine, case_number): it cannot
+/// contain the case id its tables are sharded by. Creations of one number are serialized
+/// on the node that runs them (the coordinator: a lock on the number's hash) and the number
+/// is looked up across the shards under that lock; a creation writes one shard, which
+/// commits before the lock is released, so the next one sees it.
+fn number_taken(spi: &Spi, new: &NewCase<'_>) -> bool {
+    let number = text_datum(new.case_number);
+    let machine = text_datum(&new.machine.machine);
+    spi.run(&LOCK_NUMBER, &[Some(machine), Some(number)], 1);
+    !spi.run(&EXISTING_CASE, &[Some(uuid_datum(&new.case_id)), Some(machine), Some(number)], 1).is_empty()
+}
+static LOCK_NUMBER: Stmt = Stmt {
+    sql: "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) $2, 5723))",
+    args: &[TEXT, TEXT],
 };
 
 /// A case row to create: a case, or (with `root`) a dimension of one.
@@ -48,6 +64,10 @@ pub fn insert_case(
 ) -> SmResult<Option<pg_sys::Datum>> {
     let machine = new.machine;
     let case_d = uuid_datum(&new.case_id);
+    // The caller tells a replay from a clash by the command id and the number.
+    if crate::remote_door::distributed() && (number_taken(spi, new) || commands::claim(spi, command_d).is_some()) {
+        return Ok(None);
+    }
     // The CREATE row moves nothing (CaseMove::Stay): no UPDATE of case_file.
     const WRITES: &[Grant] = &[("case_file", Op::Insert), ("case_state_transition", Op::Insert)];
     let _door = door::open(WRITES);

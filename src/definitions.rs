@@ -85,8 +85,8 @@ static UPSERT_GUARD_FUNCTION: Stmt = Stmt {
     sql: "INSERT INTO statemachine.guard_function AS g (code, function, returns, description, registered_at) \
           VALUES ($1, $2::pg_catalog.oid::pg_catalog.regprocedure, $3, $4, pg_catalog.now()) \
           ON CONFLICT (code) DO UPDATE SET function = excluded.function, returns = excluded.returns, \
-              description = excluded.description, registered_at = excluded.registered_at, registered_by = SESSION_USER \
-          RETURNING g",
+              description = excluded.description, registered_at = excluded.registered_at, registered_by = excluded.registered_by \
+          RETURNING ROW(g.*)::statemachine.guard_function",
     args: &[TEXT, OID, TEXT, TEXT],
 };
 static INSERT_ROLE: Stmt = Stmt {

@@ -40,6 +40,8 @@ thread_local! {
     static MIRROR: RefCell<Vec<(pg_sys::Oid, String, String)>> = const { RefCell::new(Vec::new()) };
     /// govern_table is putting its trigger on a table (the DDL guard lets that through).
     static GOVERNING: Cell<bool> = const { Cell::new(false) };
+    /// statemachine.distribute() is making the installation distributed.
+    static DISTRIBUTING: Cell<bool> = const { Cell::new(false) };
     /// How many SQL guard functions are running (nested evaluations count).
     static IN_GUARD: Cell<u32> = const { Cell::new(0) };
 }
@@ -53,21 +55,41 @@ pub fn admits(table: &str, op: Op) -> bool {
 #[must_use]
 pub struct Open {
     depth: usize,
+    /// The door was carried to the other nodes (remote_door.rs).
+    remote: bool,
 }
 
 pub fn open(grants: &'static [Grant]) -> Open {
-    OPEN.with(|o| {
+    let (depth, stack) = OPEN.with(|o| {
         let mut o = o.borrow_mut();
         let depth = o.len();
         o.push(grants);
-        Open { depth }
-    })
+        (depth, o.clone())
+    });
+    // On a distributed installation the rows may live on other nodes: carry the door
+    // there (remote_door.rs).
+    let remote = crate::remote_door::distributed();
+    if remote {
+        crate::remote_door::publish(Some(&stack));
+    }
+    Open { depth, remote }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         // Truncate, not pop: a (sub)transaction abort may already have closed the door.
-        OPEN.with(|o| o.borrow_mut().truncate(self.depth));
+        let stack = OPEN.with(|o| {
+            let mut o = o.borrow_mut();
+            o.truncate(self.depth);
+            o.clone()
+        });
+        if self.remote {
+            if stack.is_empty() {
+                crate::remote_door::close();
+            } else if !std::thread::panicking() {
+                crate::remote_door::publish(Some(&stack));
+            }
+        }
     }
 }
 
@@ -117,6 +139,26 @@ impl Drop for Governing {
 /// Is govern_table putting its trigger on a table right now?
 pub fn is_governing() -> bool {
     GOVERNING.with(Cell::get)
+}
+
+/// Held while statemachine.distribute() changes the extension's tables into Citus tables.
+#[must_use]
+pub struct Distributing(());
+
+pub fn distributing() -> Distributing {
+    DISTRIBUTING.with(|d| d.set(true));
+    Distributing(())
+}
+
+impl Drop for Distributing {
+    fn drop(&mut self) {
+        DISTRIBUTING.with(|d| d.set(false));
+    }
+}
+
+/// Is statemachine.distribute() running in this backend?
+pub fn is_distributing() -> bool {
+    DISTRIBUTING.with(Cell::get)
 }
 
 /// Records that the current (sub)transaction broke the glass (see guard::break_glass).
@@ -176,6 +218,8 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         MIRROR.with(|m| m.borrow_mut().clear());
         IN_GUARD.with(|n| n.set(0));
         GLASS.with(|g| g.set(None));
+        DISTRIBUTING.with(|d| d.set(false));
+        crate::remote_door::at_transaction_end();
     }
 }
 
@@ -189,6 +233,7 @@ unsafe extern "C-unwind" fn on_subxact(
     match event {
         pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
             OPEN.with(|o| o.borrow_mut().clear());
+            crate::remote_door::at_subtransaction_abort();
             MIRROR.with(|m| m.borrow_mut().clear());
             // Subtransaction ids grow within a transaction: one at or above the aborted
             // one was broken inside it (or a child of it), and rolls back with it.

@@ -17,9 +17,9 @@ static EVIDENCE_ROWS: Stmt = Stmt {
 };
 /// The links [`links`] decided, in one statement.
 static LINK_EVIDENCE: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_transition_evidence (transition_id, evidence_id, purpose) \
-          SELECT $1, u.id, u.purpose FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.uuid[]), pg_catalog.unnest($3::pg_catalog.text[])) AS u(id, purpose)",
-    args: &[UUID, UUID_ARRAY, TEXT_ARRAY],
+    sql: "INSERT INTO statemachine.case_transition_evidence (case_id, transition_id, evidence_id, purpose) \
+          SELECT $4, $1, u.id, u.purpose FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.uuid[]), pg_catalog.unnest($3::pg_catalog.text[])) AS u(id, purpose)",
+    args: &[UUID, UUID_ARRAY, TEXT_ARRAY, UUID],
 };
 static INSERT_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_evidence (id, case_id, evidence_type, storage_uri, content_hash, submitted_by, submitted_at) \
@@ -31,7 +31,7 @@ static INSERT_EVIDENCE: Stmt = Stmt {
 static INSERT_DEACTIVATION: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_evidence_deactivation AS d (evidence_id, case_id, deactivated_by, deactivated_at, reason) \
           SELECT e.id, e.case_id, $2, $4, $3 FROM ONLY statemachine.case_evidence e WHERE e.id OPERATOR(pg_catalog.=) $1 \
-          ON CONFLICT (evidence_id) DO NOTHING RETURNING d",
+          ON CONFLICT DO NOTHING RETURNING ROW(d.*)::statemachine.case_evidence_deactivation",
     args: &[UUID, UUID, TEXT, TIMESTAMPTZ],
 };
 /// is_active is the deactivation record's summary, kept in the same transaction.
@@ -75,13 +75,13 @@ pub fn links(evidence: &[EvidenceFact], rule: &Rule) -> Vec<([u8; 16], String)> 
 }
 
 /// Records a transition's evidence `links`; the door must be open.
-pub fn link(spi: &Spi, transition_id: &[u8; 16], links: &[([u8; 16], String)]) {
+pub fn link(spi: &Spi, case_id: &[u8; 16], transition_id: &[u8; 16], links: &[([u8; 16], String)]) {
     if links.is_empty() {
         return;
     }
     let ids: Vec<pgrx::Uuid> = links.iter().map(|(id, _)| pgrx::Uuid::from_bytes(*id)).collect();
     let purposes: Vec<&str> = links.iter().map(|(_, purpose)| purpose.as_str()).collect();
-    spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(transition_id)), ids.into_datum(), purposes.into_datum()], 0);
+    spi.run(&LINK_EVIDENCE, &[Some(uuid_datum(transition_id)), ids.into_datum(), purposes.into_datum(), Some(uuid_datum(case_id))], 0);
 }
 
 fn add_evidence(a: &Args) -> SmResult<pg_sys::Datum> {

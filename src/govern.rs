@@ -46,7 +46,7 @@ static LOCK_CASES: Stmt = Stmt {
 };
 static RECORD: Stmt = Stmt {
     sql: "INSERT INTO statemachine.governed_table AS g (table_name, key_column, state_column, machine, state_values, governed_at) \
-          VALUES ($1::pg_catalog.regclass, $2::pg_catalog.name, $3::pg_catalog.name, $4, $5, $6) RETURNING g",
+          VALUES ($1::pg_catalog.regclass, $2::pg_catalog.name, $3::pg_catalog.name, $4, $5, $6) RETURNING ROW(g.*)::statemachine.governed_table",
     args: &[OID, TEXT, TEXT, TEXT, JSONB, pgrx::pg_sys::TIMESTAMPTZOID],
 };
 static STATES: Stmt = Stmt {
@@ -71,6 +71,13 @@ fn name_arg(a: &Args, i: usize, name: &str) -> SmResult<String> {
 
 fn govern_table(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("govern_table")?;
+    if crate::remote_door::distributed() {
+        return Err(Refusal::NotOnDistributed {
+            function: "govern_table".into(),
+            why: "A governed table is the user's own table, kept in step with its cases in the same transaction; on Citus that table and the cases' shards would have to be co-located, which this version does not arrange.".into(),
+        }
+        .report(&CaseFacts::default()));
+    }
     let relid_d = a.required(0, "table_name")?;
     let key_column = name_arg(a, 1, "key_column")?;
     let state_column = name_arg(a, 2, "state_column")?;

@@ -74,7 +74,9 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
             pg_sys::Datum::from((*td).tg_trigtuple)
         };
         let rel = (*td).tg_relation;
-        let table = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
+        let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
+        // A Citus shard or placement (`<table>_<shard id>`) is guarded as its table.
+        let table = crate::remote_door::base_table(&relname);
         let schema_ptr = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
         let schema = if schema_ptr.is_null() { String::new() } else { CStr::from_ptr(schema_ptr).to_string_lossy().into_owned() };
         let in_schema = schema == "statemachine";
@@ -84,8 +86,12 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
             pg_sys::TRIGGER_EVENT_DELETE => Some(Op::Delete),
             _ => None,
         };
+        // statemachine.distribute(): Citus copies the rows into shards and placements.
+        if in_schema && door::is_distributing() {
+            return Ok(row);
+        }
         if let Some(door_op) = door_op.filter(|_| row_level && in_schema) {
-            if door::admits(&table, door_op) {
+            if door::admits(table, door_op) || crate::remote_door::admits(table, door_op) {
                 return Ok(row);
             }
         }
@@ -94,7 +100,7 @@ fn guard_direct_write(a: &Args) -> SmResult<pg_sys::Datum> {
         // 'append-only' (break_glass_event, the record of the exception itself) takes
         // rows under it (a restore) but never loses or changes one — told by the trigger's
         // argument, which a rename of the table does not change.
-        if door::glass_broken() && (!append_only(td) || op == pg_sys::TRIGGER_EVENT_INSERT) {
+        if (door::glass_broken() || crate::remote_door::glass()) && (!append_only(td) || op == pg_sys::TRIGGER_EVENT_INSERT) {
             if in_schema && table == "guard_function" {
                 // Backends cache registered guards (sql_guard.rs).
                 crate::sql_guard::invalidate((*rel).rd_id);
@@ -176,9 +182,9 @@ pub(crate) unsafe fn same_binary_value(a: pg_sys::Datum, b: pg_sys::Datum, byval
 
 /// The record of the audited exception (its transaction id is for the record only: the
 /// exception itself is a fact of the backend's memory, see door::break_glass).
-static INSERT_BREAK_GLASS: Stmt = Stmt {
+pub(crate) static INSERT_BREAK_GLASS: Stmt = Stmt {
     sql: "INSERT INTO statemachine.break_glass_event AS e (id, reason, transaction_id, occurred_at) \
-          VALUES ($1, $2, pg_catalog.txid_current(), $3) RETURNING e",
+          VALUES ($1, $2, pg_catalog.txid_current(), $3) RETURNING ROW(e.*)::statemachine.break_glass_event",
     args: &[UUID, TEXT, TIMESTAMPTZ],
 };
 

@@ -8,7 +8,7 @@
 //! verify_history).
 //!
 //! The same statement moves the case row when asked ([`CaseMove::To`]), and only if the
-//! history row was appended: `ON CONFLICT (command_id) DO NOTHING` makes a concurrent
+//! history row was appended: `ON CONFLICT DO NOTHING` (the command id is the key that can collide) makes a concurrent
 //! replay wait for the first command and then append (and move) nothing, so the caller
 //! can answer with the first command's row or SM008.
 
@@ -32,7 +32,7 @@ static APPEND: Stmt = Stmt {
                   policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
                   COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
-              ON CONFLICT (command_id) DO NOTHING RETURNING t), \
+              ON CONFLICT DO NOTHING RETURNING ROW(t.*)::statemachine.case_state_transition AS t), \
           u AS ( \
               UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
                   updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \

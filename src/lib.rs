@@ -39,6 +39,7 @@ pub mod ddl_guard;
 pub mod definitions;
 pub mod diagram;
 pub mod dimensions;
+pub mod distribute;
 pub mod door;
 pub mod ereport;
 pub mod evidence;
@@ -51,10 +52,12 @@ pub mod history;
 pub mod import;
 pub mod machines;
 pub mod outbox;
+pub mod remote_door;
 pub mod spi;
 pub mod sql_guard;
 pub mod subxact;
 pub mod seal;
+pub mod shards;
 pub mod srf;
 pub mod timers;
 pub mod transition;
@@ -66,11 +69,13 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
-pgrx::extension_sql_file!("../sql/pg_statemachine--0.4.0--0.5.0.sql", name = "v0_5_0", finalize);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.5.0--0.6.0.sql", name = "v0_6_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     door::register_callbacks();
+    remote_door::define_setting();
     governance::register_callbacks();
     sql_guard::register_callbacks();
 }

@@ -3,7 +3,7 @@
 //! only move the delivery columns.
 
 use crate::fmgr::{text_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, UUID_ARRAY};
+use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID_ARRAY};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::{history, sql_function};
 use pgrx::{pg_sys, IntoDatum};
@@ -13,8 +13,9 @@ use statemachine_core::{CaseFacts, Refusal};
 /// transaction ($1: event ids, $2: event types, $3: history row ids); each NOTIFY
 /// ("<event type> <case id>" on channel statemachine_outbox) is delivered when that
 /// transaction commits. One statement for one transition or a bulk's thousands.
-static INSERT_EVENTS: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.outbox_event (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
+macro_rules! insert_events {
+    ($returning:literal) => {
+        concat!("INSERT INTO statemachine.outbox_event AS o (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
               correlation_id, causation_id, created_at) \
           SELECT u.id, t.case_id, t.state_version, u.event_type, t.id, \
                  pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
@@ -29,8 +30,24 @@ static INSERT_EVENTS: Stmt = Stmt {
                           pg_catalog.unnest($3::pg_catalog.uuid[])) WITH ORDINALITY AS u(id, event_type, transition_id, n) \
           JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) u.transition_id \
           ORDER BY u.n \
-          RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)",
+", $returning)
+    };
+}
+static INSERT_EVENTS: Stmt = Stmt {
+    sql: insert_events!("          RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)"),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
+};
+/// On a distributed installation the rows are written on the workers, where a NOTIFY
+/// would wake no listener of the coordinator (and a transaction over several nodes may
+/// not notify at all): the notifications are sent here, by [`NOTIFY`].
+static INSERT_EVENTS_DISTRIBUTED: Stmt = Stmt {
+    sql: insert_events!("          RETURNING o.event_type, o.aggregate_id"),
+    args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
+};
+static NOTIFY: Stmt = Stmt {
+    sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', u.event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) u.case_id::pg_catalog.text) \
+          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS u(event_type, case_id)",
+    args: &[TEXT_ARRAY, UUID_ARRAY],
 };
 
 /// Writes the events (event type, history row id) of transitions written at `now` or
@@ -42,7 +59,14 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz) 
     let ids: Vec<pgrx::Uuid> = events.iter().map(|_| pgrx::Uuid::from_bytes(history::row_id(now))).collect();
     let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
     let transitions: Vec<pgrx::Uuid> = events.iter().map(|(_, id)| pgrx::Uuid::from_bytes(*id)).collect();
-    spi.run(&INSERT_EVENTS, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
+    if !crate::remote_door::distributed() {
+        spi.run(&INSERT_EVENTS, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
+        return;
+    }
+    let written = spi.run(&INSERT_EVENTS_DISTRIBUTED, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
+    let types: Vec<String> = (0..written.count).filter_map(|r| written.text(r, 1)).collect();
+    let cases: Vec<pgrx::Uuid> = (0..written.count).filter_map(|r| written.uuid(r, 2)).map(pgrx::Uuid::from_bytes).collect();
+    spi.run(&NOTIFY, &[types.into_datum(), cases.into_datum()], 0);
 }
 
 /// Pending events in creation order, skipping those another consumer holds (SKIP
@@ -67,10 +91,44 @@ static CLAIM: Stmt = Stmt {
           RETURNING o.*",
     args: &[TEXT, INT4, INTERVAL],
 };
+/// On a distributed installation: the pending events (as CLAIM picks them), not locked
+/// yet — Citus locks rows only within one shard; [`CLAIM_SHARD`] claims each shard's share.
+static CLAIM_CANDIDATES: Stmt = Stmt {
+    sql: "SELECT o.id, o.aggregate_id FROM ONLY statemachine.outbox_event o \
+          WHERE o.acked_at IS NULL \
+            AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) $2) \
+            AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.outbox_event e \
+                            WHERE e.aggregate_id OPERATOR(pg_catalog.=) o.aggregate_id \
+                              AND e.aggregate_seq OPERATOR(pg_catalog.<) o.aggregate_seq AND e.acked_at IS NULL) \
+          ORDER BY o.created_at, o.id \
+          LIMIT $1",
+    args: &[INT4, TIMESTAMPTZ],
+};
+/// One shard's candidates ($4: their cases, all on that shard), claimed unless another
+/// consumer holds them or claimed them meanwhile. The clock is the call's ($2).
+static CLAIM_SHARD: Stmt = Stmt {
+    sql: "WITH candidate AS ( \
+              SELECT o.id, o.aggregate_id FROM ONLY statemachine.outbox_event o \
+              WHERE o.aggregate_id OPERATOR(pg_catalog.=) ANY ($4) AND o.id OPERATOR(pg_catalog.=) ANY ($5) \
+                AND o.acked_at IS NULL \
+                AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) $2) \
+              ORDER BY o.created_at, o.id \
+              FOR UPDATE SKIP LOCKED) \
+          UPDATE ONLY statemachine.outbox_event o \
+             SET claimed_by = $1, claimed_at = $2, lease_until = $2 OPERATOR(pg_catalog.+) $3, \
+                 attempts = o.attempts OPERATOR(pg_catalog.+) 1 \
+            FROM candidate c \
+           WHERE o.aggregate_id OPERATOR(pg_catalog.=) ANY ($4) AND o.aggregate_id OPERATOR(pg_catalog.=) c.aggregate_id \
+             AND o.id OPERATOR(pg_catalog.=) c.id \
+          RETURNING o.*",
+    args: &[TEXT, TIMESTAMPTZ, INTERVAL, UUID_ARRAY, UUID_ARRAY],
+};
+/// The clock is the call's ($2): one time for every event it acknowledges (and a
+/// distributed installation's UPDATE may call no volatile function).
 static ACK: Stmt = Stmt {
-    sql: "UPDATE ONLY statemachine.outbox_event o SET acked_at = pg_catalog.clock_timestamp() \
+    sql: "UPDATE ONLY statemachine.outbox_event o SET acked_at = $2 \
           WHERE o.id OPERATOR(pg_catalog.=) ANY ($1) AND o.acked_at IS NULL",
-    args: &[UUID_ARRAY],
+    args: &[UUID_ARRAY, TIMESTAMPTZ],
 };
 
 fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
@@ -85,10 +143,43 @@ fn claim_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
     let spi = Spi::connect();
     const WRITES: &[Grant] = &[("outbox_event", Op::Update)];
     let _door = door::open(WRITES);
+    if crate::remote_door::distributed() {
+        return claim_by_shard(a, &spi, &consumer, batch, lease);
+    }
     let claimed = spi.run(&CLAIM, &[Some(text_datum(&consumer)), Some(pg_sys::Datum::from(batch)), Some(lease)], 0);
     // SAFETY: claim_outbox is declared RETURNS SETOF statemachine.outbox_event and CLAIM
     // returns `o.*` of that table.
     unsafe { crate::srf::return_tuples(a, &claimed) };
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+/// claim_outbox on a distributed installation: the candidates first, then each shard's
+/// share claimed with one statement (the door is open).
+fn claim_by_shard(a: &Args, spi: &Spi, consumer: &str, batch: i32, lease: pg_sys::Datum) -> SmResult<pg_sys::Datum> {
+    let now = crate::history::now();
+    let candidates = spi.run(&CLAIM_CANDIDATES, &[Some(pg_sys::Datum::from(batch)), Some(pg_sys::Datum::from(now))], 0);
+    let pairs: Vec<([u8; 16], [u8; 16])> =
+        (0..candidates.count).filter_map(|r| Some((candidates.uuid(r, 1)?, candidates.uuid(r, 2)?))).collect();
+    let cases: Vec<[u8; 16]> = pairs.iter().map(|(_, case)| *case).collect();
+    let shards = crate::shards::shard_ids(spi, &cases);
+    let mut by_shard: std::collections::BTreeMap<i64, (Vec<pgrx::Uuid>, Vec<pgrx::Uuid>)> = std::collections::BTreeMap::new();
+    for ((event, case), shard) in pairs.iter().zip(shards) {
+        let entry = by_shard.entry(shard).or_default();
+        entry.0.push(pgrx::Uuid::from_bytes(*case));
+        entry.1.push(pgrx::Uuid::from_bytes(*event));
+    }
+    // SAFETY: claim_outbox is declared RETURNS SETOF statemachine.outbox_event and
+    // CLAIM_SHARD returns `o.*` of that table.
+    unsafe { crate::compat::init_materialized_srf(a.fcinfo()) };
+    for (cases, events) in by_shard.into_values() {
+        let claimed = spi.run(
+            &CLAIM_SHARD,
+            &[Some(text_datum(consumer)), Some(pg_sys::Datum::from(now)), Some(lease), cases.into_datum(), events.into_datum()],
+            0,
+        );
+        // SAFETY: as above; the result was initialised.
+        unsafe { crate::srf::put_tuples(a, &claimed) };
+    }
     Ok(pg_sys::Datum::from(0usize))
 }
 
@@ -98,7 +189,7 @@ fn ack_outbox(a: &Args) -> SmResult<pg_sys::Datum> {
     let spi = Spi::connect();
     const WRITES: &[Grant] = &[("outbox_event", Op::Update)];
     let _door = door::open(WRITES);
-    let acked = spi.run(&ACK, &[Some(ids)], 0);
+    let acked = spi.run(&ACK, &[Some(ids), Some(pg_sys::Datum::from(crate::history::now()))], 0);
     Ok(pg_sys::Datum::from(acked.count as i32))
 }
 

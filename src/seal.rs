@@ -27,25 +27,39 @@ macro_rules! pg_micros {
 }
 
 /// Every history row with what was recorded with it, in (case, version) order; with $1,
-/// only rows that occurred at or before it.
-pub static ROWS: Stmt = Stmt {
-    sql: concat!(
-        "SELECT t.id, t.case_id, t.machine, t.from_state, t.to_state, t.transition_code, t.transition_kind, t.state_version, \
-                t.actor_id, t.actor_role, t.reason_code, t.reason_text, t.policy_version, t.occurred_at, t.command_id, \
-                t.correlation_id, t.causation_id, t.metadata::pg_catalog.text, t.recorded_by, t.row_hash, \
-                (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(e.evidence_id, e.purpose))::pg_catalog.text \
-                   FROM ONLY statemachine.case_transition_evidence e WHERE e.transition_id OPERATOR(pg_catalog.=) t.id), \
-                (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(g.guard_code, g.passed, ",
-        pg_micros!("g.evaluated_at"),
-        ", g.evidence::pg_catalog.text))::pg_catalog.text \
-                   FROM ONLY statemachine.case_transition_guard_result g WHERE g.transition_id OPERATOR(pg_catalog.=) t.id), \
-                (SELECT pg_catalog.json_build_array(k.wrong_transition_id, k.corrected_by, ",
-        pg_micros!("k.corrected_at"),
-        ", k.reason_text)::pg_catalog.text \
-                   FROM ONLY statemachine.case_state_correction k WHERE k.correcting_transition_id OPERATOR(pg_catalog.=) t.id) \
-           FROM ONLY statemachine.case_state_transition t \
-          WHERE $1 IS NULL OR t.occurred_at OPERATOR(pg_catalog.<=) $1 \
-          ORDER BY t.case_id, t.state_version"
+/// only rows that occurred at or before it. `$by_case` joins the rows recorded with a
+/// history row through its case too: on a distributed installation (Citus) that is what
+/// keeps each lookup on the shard of its case; on one node the transition id suffices
+/// (and the extension's scripts up to 0.5.0, which seal rows, run it before the
+/// case_id columns exist).
+macro_rules! history_rows {
+    ($by_case_e:literal, $by_case_g:literal, $by_case_k:literal) => {
+        concat!(
+            "SELECT t.id, t.case_id, t.machine, t.from_state, t.to_state, t.transition_code, t.transition_kind, t.state_version, \
+                    t.actor_id, t.actor_role, t.reason_code, t.reason_text, t.policy_version, t.occurred_at, t.command_id, \
+                    t.correlation_id, t.causation_id, t.metadata::pg_catalog.text, t.recorded_by, t.row_hash, \
+                    (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(e.evidence_id, e.purpose))::pg_catalog.text \
+                       FROM ONLY statemachine.case_transition_evidence e WHERE ", $by_case_e, "e.transition_id OPERATOR(pg_catalog.=) t.id), \
+                    (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(g.guard_code, g.passed, ",
+            pg_micros!("g.evaluated_at"),
+            ", g.evidence::pg_catalog.text))::pg_catalog.text \
+                       FROM ONLY statemachine.case_transition_guard_result g WHERE ", $by_case_g, "g.transition_id OPERATOR(pg_catalog.=) t.id), \
+                    (SELECT pg_catalog.json_build_array(k.wrong_transition_id, k.corrected_by, ",
+            pg_micros!("k.corrected_at"),
+            ", k.reason_text)::pg_catalog.text \
+                       FROM ONLY statemachine.case_state_correction k WHERE ", $by_case_k, "k.correcting_transition_id OPERATOR(pg_catalog.=) t.id) \
+               FROM ONLY statemachine.case_state_transition t \
+              WHERE $1 IS NULL OR t.occurred_at OPERATOR(pg_catalog.<=) $1 \
+              ORDER BY t.case_id, t.state_version"
+        )
+    };
+}
+pub static ROWS: Stmt = Stmt { sql: history_rows!("", "", ""), args: &[TIMESTAMPTZ] };
+pub static ROWS_BY_CASE: Stmt = Stmt {
+    sql: history_rows!(
+        "e.case_id OPERATOR(pg_catalog.=) t.case_id AND ",
+        "g.case_id OPERATOR(pg_catalog.=) t.case_id AND ",
+        "k.case_id OPERATOR(pg_catalog.=) t.case_id AND "
     ),
     args: &[TIMESTAMPTZ],
 };
@@ -141,7 +155,8 @@ fn stored_hash(r: &Rows<'_>, i: usize) -> Option<[u8; 32]> {
 
 /// Streams history (up to `as_of`) to `each(row, stored hash)`, a batch at a time.
 fn scan(spi: &Spi, as_of: Option<pg_sys::TimestampTz>, mut each: impl FnMut(SealedRow, Option<[u8; 32]>)) {
-    let mut cursor = spi.cursor(&ROWS, &[as_of.map(pg_sys::Datum::from)]);
+    let rows = if crate::remote_door::distributed() { &ROWS_BY_CASE } else { &ROWS };
+    let mut cursor = spi.cursor(rows, &[as_of.map(pg_sys::Datum::from)]);
     loop {
         let batch = cursor.fetch(1000);
         if batch.0.is_empty() {

@@ -75,11 +75,22 @@ impl Materialized {
 /// The statement's columns must be those of the call's declared row type (e.g.
 /// `RETURNING t.*` of the table the function returns `SETOF`).
 pub unsafe fn return_tuples(args: &Args, rows: &Rows<'_>) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        crate::compat::init_materialized_srf(args.fcinfo());
+        put_tuples(args, rows);
+    }
+}
+
+/// Adds `rows` to a result begun with [`return_tuples`] (or `init_materialized_srf`).
+///
+/// # Safety
+/// As [`return_tuples`], and the result is initialised.
+pub unsafe fn put_tuples(args: &Args, rows: &Rows<'_>) {
     let fcinfo = args.fcinfo();
     // SAFETY: as return_rows; tuplestore_puttuple copies each tuple, which is valid while
     // `rows` borrows its open connection.
     unsafe {
-        crate::compat::init_materialized_srf(fcinfo);
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
         for i in 0..rows.count {
             if let Some(tuple) = rows.tuple(i) {

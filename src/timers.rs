@@ -8,10 +8,11 @@
 use crate::bulk::{installation_secret, run_chunk, Common, Item, Outcome, CHUNK};
 use crate::door::{refuse_inside_guard, Grant, Op};
 use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT8, TEXT, UUID};
+use crate::spi::{Spi, Stmt, INT8, TEXT, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::srf::{Cell, Materialized};
 use crate::{door, sql_function};
 use pgrx::pg_sys;
+use pgrx::IntoDatum;
 use statemachine_core::{ids, CaseFacts, Refusal};
 use std::collections::HashSet;
 
@@ -23,8 +24,9 @@ use std::collections::HashSet;
 /// in a timed state: on UTC's calendar, days and times subtract exactly, and a month may
 /// end up to 3 days short (Jan 31 + 1 month = Feb 28), hence 4 days of slack for
 /// intervals with months; the exact test follows it.
-static DUE: Stmt = Stmt {
-    sql: "SELECT c.id, c.state_version, r.transition_code \
+macro_rules! due {
+    ($lock:literal) => {
+        concat!("SELECT c.id, c.state_version, r.transition_code \
           FROM ONLY statemachine.transition_rule r \
           JOIN ONLY statemachine.case_file c \
             ON c.machine_version_id OPERATOR(pg_catalog.=) r.machine_version_id AND c.current_state OPERATOR(pg_catalog.=) r.from_state \
@@ -43,23 +45,33 @@ static DUE: Stmt = Stmt {
             AND (b.retry_at IS NULL OR b.retry_at OPERATOR(pg_catalog.<=) pg_catalog.now()) \
           ORDER BY COALESCE(b.attempts, 0), c.state_entered_at, c.id, r.fire_after, r.transition_code \
           LIMIT $1 \
-          FOR UPDATE OF c SKIP LOCKED",
-    args: &[INT8],
+", $lock)
+    };
+}
+static DUE: Stmt = Stmt { sql: due!("          FOR UPDATE OF c SKIP LOCKED"), args: &[INT8] };
+/// On a distributed installation: the due timers without their locks (Citus locks rows
+/// only within one shard); each shard's share is locked next, by [`LOCK_SHARD`].
+static DUE_CANDIDATES: Stmt = Stmt { sql: due!(""), args: &[INT8] };
+/// One shard's due cases, locked (skipping those another runner holds).
+static LOCK_SHARD: Stmt = Stmt {
+    sql: "SELECT c.id, c.state_version FROM ONLY statemachine.case_file c \
+          WHERE c.id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY c.id FOR UPDATE SKIP LOCKED",
+    args: &[UUID_ARRAY],
 };
 
 static DEFER: Stmt = Stmt {
     sql: "INSERT INTO statemachine.timer_backoff AS b (case_id, state_version, transition_code, attempts, retry_at, \
               last_sqlstate, last_message) \
-          VALUES ($1, $2, $3, 1, pg_catalog.now() OPERATOR(pg_catalog.+) '1 minute'::pg_catalog.interval, $4, $5) \
+          VALUES ($1, $2, $3, 1, $6 OPERATOR(pg_catalog.+) '1 minute'::pg_catalog.interval, $4, $5) \
           ON CONFLICT (case_id, state_version, transition_code) DO UPDATE \
           SET attempts = b.attempts OPERATOR(pg_catalog.+) 1, \
-              retry_at = pg_catalog.now() OPERATOR(pg_catalog.+) LEAST( \
+              retry_at = pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', $6) OPERATOR(pg_catalog.+) LEAST( \
                   '1 minute'::pg_catalog.interval OPERATOR(pg_catalog.*) \
                       pg_catalog.power(2::pg_catalog.float8, LEAST(b.attempts, 11)::pg_catalog.float8), \
-                  '1 day'::pg_catalog.interval), \
+                  '1 day'::pg_catalog.interval)), \
               last_sqlstate = excluded.last_sqlstate, last_message = excluded.last_message \
-          RETURNING b",
-    args: &[UUID, INT8, TEXT, TEXT, TEXT],
+          RETURNING ROW(b.*)::statemachine.timer_backoff",
+    args: &[UUID, INT8, TEXT, TEXT, TEXT, TIMESTAMPTZ],
 };
 
 /// The actor timers run as.
@@ -90,7 +102,8 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
         let spi = Spi::connect();
         let secret = secret.get_or_insert_with(|| installation_secret(&spi));
         let wanted = left.min(CHUNK);
-        let due = spi.run(&DUE, &[Some(pg_sys::Datum::from(wanted as i64))], 0);
+        let distributed = crate::remote_door::distributed();
+        let due = spi.run(if distributed { &DUE_CANDIDATES } else { &DUE }, &[Some(pg_sys::Datum::from(wanted as i64))], 0);
         let found = due.count;
         // Two timed rules due from one state: the first fires; the other is looked at
         // again in the next chunk (moot if the case moved, due if the first was refused).
@@ -105,17 +118,56 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
                 timers.push((Item { case, code, command }, version));
             }
         }
-        // The engine locks in id order; SKIP LOCKED above already holds every lock.
+        // The engine locks in id order; SKIP LOCKED above already holds every lock (one
+        // shard at a time on a distributed installation).
         timers.sort_by_key(|(item, _)| item.case);
-        let (items, versions): (Vec<Item>, Vec<i64>) = timers.into_iter().unzip();
-        let outcomes = run_chunk(&spi, &items, &common)?;
-        for ((item, version), outcome) in items.iter().zip(&versions).zip(outcomes) {
+        let groups = if distributed { lock_by_shard(&spi, timers) } else { vec![timers] };
+        let mut done = 0;
+        for group in groups {
+            let (items, versions): (Vec<Item>, Vec<i64>) = group.into_iter().unzip();
+            done += items.len();
+            let outcomes = run_chunk(&spi, &items, &common)?;
+            report(&spi, &out, &items, &versions, outcomes);
+        }
+        // Timers another runner holds count as looked at: the next chunk moves on.
+        left -= if distributed { found.max(done) } else { done };
+        if found < wanted || (distributed && done == 0) {
+            break;
+        }
+    }
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+/// The due timers (in id order) grouped by shard, each group locked; timers another
+/// runner holds, or whose case moved since it was found, are left out.
+fn lock_by_shard(spi: &Spi, timers: Vec<(Item, i64)>) -> Vec<Vec<(Item, i64)>> {
+    let cases: Vec<[u8; 16]> = timers.iter().map(|(item, _)| item.case).collect();
+    let shards = crate::shards::shard_ids(spi, &cases);
+    let mut by_shard: std::collections::BTreeMap<i64, Vec<(Item, i64)>> = std::collections::BTreeMap::new();
+    for (timer, shard) in timers.into_iter().zip(shards) {
+        by_shard.entry(shard).or_default().push(timer);
+    }
+    by_shard
+        .into_values()
+        .map(|group| {
+            let ids: Vec<pgrx::Uuid> = group.iter().map(|(item, _)| pgrx::Uuid::from_bytes(item.case)).collect();
+            let locked = spi.run(&LOCK_SHARD, &[ids.into_datum()], 0);
+            let held: HashSet<([u8; 16], i64)> =
+                (0..locked.count).filter_map(|r| Some((locked.uuid(r, 1)?, locked.i64(r, 2)?))).collect();
+            group.into_iter().filter(|(item, version)| held.contains(&(item.case, *version))).collect()
+        })
+        .collect()
+}
+
+/// One row of run_due_transitions' result per timer; a refused one backs off.
+fn report(spi: &Spi, out: &Materialized, items: &[Item], versions: &[i64], outcomes: Vec<Outcome>) {
+        for ((item, version), outcome) in items.iter().zip(versions).zip(outcomes) {
             out.put(&match outcome {
                 Outcome::Moved { to_state, .. } => {
                     vec![Cell::Uuid(item.case), Cell::Text(Some(item.code.clone())), Cell::Bool(true), Cell::Text(Some(to_state)), Cell::Null, Cell::Null]
                 }
                 Outcome::Refused(r) => {
-                    defer(&spi, &item.case, *version, &item.code, Some(&r.sqlstate), Some(&r.message));
+                    defer(spi, &item.case, *version, &item.code, Some(&r.sqlstate), Some(&r.message));
                     vec![
                         Cell::Uuid(item.case),
                         Cell::Text(Some(item.code.clone())),
@@ -127,19 +179,24 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
                 }
             });
         }
-        left -= items.len();
-        if found < wanted {
-            break;
-        }
-    }
-    Ok(pg_sys::Datum::from(0usize))
 }
 
 /// Records a refused timer and when to try it again; its timer_backoff row.
 fn defer(spi: &Spi, case: &[u8; 16], version: i64, code: &str, sqlstate: Option<&str>, message: Option<&str>) -> Option<pg_sys::Datum> {
     const WRITES: &[Grant] = &[("timer_backoff", Op::Insert), ("timer_backoff", Op::Update)];
     let _door = door::open(WRITES);
-    let args = [Some(uuid_datum(case)), Some(pg_sys::Datum::from(version)), Some(text_datum(code)), sqlstate.map(text_datum), message.map(text_datum)];
+    // The transaction's clock (now()), passed in, and the backoff added on UTC's calendar:
+    // a distributed installation's upsert may call no function that is not immutable.
+    // SAFETY: reads the transaction start time of the current transaction.
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let args = [
+        Some(uuid_datum(case)),
+        Some(pg_sys::Datum::from(version)),
+        Some(text_datum(code)),
+        sqlstate.map(text_datum),
+        message.map(text_datum),
+        Some(pg_sys::Datum::from(now)),
+    ];
     spi.run(&DEFER, &args, 1).get(0, 1)
 }
 

@@ -3,7 +3,7 @@
 //! In one transaction (seed 003 §6): lock the case row (§7.1; with expected_version the
 //! comparison happens under that lock, §7.2), decide from the cached rules and the
 //! guards' facts (the core's `decide`), append the history row and move the case in one
-//! statement (history::append; `ON CONFLICT (command_id) DO NOTHING` makes a concurrent
+//! statement (history::append; `ON CONFLICT DO NOTHING` (the command id is the key that can collide) makes a concurrent
 //! replay wait for the first and then return its row, §15), link the evidence, write
 //! the outbox event, store the guard audit. Two statements on the happy path of an
 //! unguarded rule, each a plan kept per backend.
@@ -24,12 +24,13 @@ use statemachine_core::{CaseFacts, CompiledMachine, EvidenceFact, Evaluation, Re
 /// The guard audit (seed 003 §9.3): one row per evaluated guard, from arrays ($1: the
 /// history row, $2: when it was evaluated, $3-$5: guard code, passed, evidence as JSON).
 static INSERT_GUARD_RESULTS: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_transition_guard_result (id, transition_id, guard_code, passed, evaluated_at, evidence) \
-          SELECT pg_catalog.gen_random_uuid(), u.transition_id, u.guard_code, u.passed, u.evaluated_at, u.evidence::pg_catalog.jsonb \
+    sql: "INSERT INTO statemachine.case_transition_guard_result (id, case_id, transition_id, guard_code, passed, evaluated_at, evidence) \
+          SELECT pg_catalog.gen_random_uuid(), u.case_id, u.transition_id, u.guard_code, u.passed, u.evaluated_at, u.evidence::pg_catalog.jsonb \
           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), \
                           pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.bool[]), \
-                          pg_catalog.unnest($5::pg_catalog.text[])) AS u(transition_id, evaluated_at, guard_code, passed, evidence)",
-    args: &[UUID_ARRAY, TIMESTAMPTZ_ARRAY, TEXT_ARRAY, BOOL_ARRAY, TEXT_ARRAY],
+                          pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.uuid[])) \
+                AS u(transition_id, evaluated_at, guard_code, passed, evidence, case_id)",
+    args: &[UUID_ARRAY, TIMESTAMPTZ_ARRAY, TEXT_ARRAY, BOOL_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
 
 fn transition_case(a: &Args) -> SmResult<pg_sys::Datum> {
@@ -75,6 +76,9 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     // SAFETY: case_d is a uuid datum: the caller's argument, or an id read from case_file.
     let case_id = unsafe { uuid_from_datum(case_d) };
 
+    if let Some(prior) = crate::commands::claim(spi, command_d) {
+        return crate::commands::answer_prior(spi, prior, &case_id, requested);
+    }
     let lock = spi.run(&case_file::LOCK_FOR_TRANSITION, &[Some(case_d)], 1);
     let Some(locked) = Locked::read(&lock, 0, 1) else {
         let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: String::new() };
@@ -160,12 +164,12 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         // SM008. (Not finding that row would mean it is invisible to us: retry.)
         return refuse(Refusal::CommandInFlight);
     };
-    evidence::link(spi, &transition_id, &entry.links);
+    evidence::link(spi, &case_id, &transition_id, &entry.links);
     if let Some(event_type) = &rule.emit {
         outbox::emit(spi, &[(event_type.clone(), transition_id)], now);
     }
     let mut audit = GuardAudit::default();
-    audit.add(&transition_id, now, &guard_rows);
+    audit.add(&case_id, &transition_id, now, &guard_rows);
     audit.write(spi);
     Ok(row)
 }
@@ -288,6 +292,7 @@ fn guard_results(evaluation: &Evaluation) -> Vec<GuardRow> {
 /// collected column by column and stored with one statement.
 #[derive(Default)]
 pub(crate) struct GuardAudit {
+    cases: Vec<pgrx::Uuid>,
     transitions: Vec<pgrx::Uuid>,
     at: Vec<TimestampWithTimeZone>,
     codes: Vec<String>,
@@ -296,8 +301,9 @@ pub(crate) struct GuardAudit {
 }
 
 impl GuardAudit {
-    pub(crate) fn add(&mut self, transition_id: &[u8; 16], at: pg_sys::TimestampTz, rows: &[GuardRow]) {
+    pub(crate) fn add(&mut self, case_id: &[u8; 16], transition_id: &[u8; 16], at: pg_sys::TimestampTz, rows: &[GuardRow]) {
         for (code, passed, (_, stored)) in rows {
+            self.cases.push(pgrx::Uuid::from_bytes(*case_id));
             self.transitions.push(pgrx::Uuid::from_bytes(*transition_id));
             self.at.push(history::tstz(at));
             self.codes.push(code.clone());
@@ -314,7 +320,7 @@ impl GuardAudit {
         }
         spi.run(
             &INSERT_GUARD_RESULTS,
-            &[self.transitions.into_datum(), self.at.into_datum(), self.codes.into_datum(), self.passed.into_datum(), self.evidence.into_datum()],
+            &[self.transitions.into_datum(), self.at.into_datum(), self.codes.into_datum(), self.passed.into_datum(), self.evidence.into_datum(), self.cases.into_datum()],
             0,
         );
     }

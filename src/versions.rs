@@ -6,11 +6,11 @@
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::fmgr::{jsonb_text, text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::history::{self, CaseMove, Entry};
-use crate::spi::{Spi, Stmt, INT4, TEXT, UUID};
+use crate::spi::{Spi, Stmt, INT4, TEXT, UUID, UUID_ARRAY};
 use crate::srf::{return_rows, Cell};
 use crate::facts::database_identity_refusal;
 use crate::sql_function;
-use pgrx::pg_sys;
+use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::GENESIS;
 use statemachine_core::migration::{parse_state_map, Outcome, MIGRATE_CODE};
 use statemachine_core::{CaseFacts, Refusal};
@@ -36,6 +36,14 @@ static LOCK_CASES_OF_VERSION: Stmt = Stmt {
                  c.history_head \
           FROM ONLY statemachine.case_file c WHERE c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
     args: &[UUID],
+};
+/// The same for the given cases of one shard (distributed installations).
+static LOCK_CASES_BY_ID: Stmt = Stmt {
+    sql: "SELECT c.id, c.case_number, c.current_state, c.state_version, c.state_entered_at, c.updated_at, \
+                 c.history_head \
+          FROM ONLY statemachine.case_file c WHERE c.id OPERATOR(pg_catalog.=) ANY ($2) \
+           AND c.machine_version_id OPERATOR(pg_catalog.=) $1 ORDER BY c.id FOR UPDATE",
+    args: &[UUID, UUID_ARRAY],
 };
 /// One command id per case of a migration, derived from the migration's and keyed with
 /// the installation's secret (statemachine.derived_id): a re-run cannot double up, and no
@@ -79,6 +87,7 @@ fn states(spi: &Spi, version_id: &[u8; 16]) -> Vec<String> {
 
 fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("migrate_cases")?;
+    crate::remote_door::one_connection_per_node();
     let machine = a.text(0, "machine")?;
     let from = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "from_version".into() }))?;
     let to = a.opt_i32(2).ok_or_else(|| refuse(Refusal::NullArgument { name: "to_version".into() }))?;
@@ -107,14 +116,32 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
         }
         let map = parse_state_map(&map_json, &states(&spi, &from_id), &states(&spi, &to_id))
             .map_err(|problems| refuse(Refusal::InvalidStateMap { problems }))?;
-        let cases = spi.run(if dry_run { &CASES_OF_VERSION } else { &LOCK_CASES_OF_VERSION }, &[Some(uuid_datum(&from_id))], 0);
         // Copied out: the writes below run further statements.
-        let cases: Vec<CaseToMigrate> = (0..cases.count)
-            .filter_map(|i| {
-                let prev = cases.bytes(i, 7).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(GENESIS);
-                Some((cases.uuid(i, 1)?, cases.text(i, 2)?, cases.text(i, 3)?, cases.i64(i, 4)?, cases.i64(i, 5)?, cases.i64(i, 6)?, prev))
-            })
-            .collect();
+        let copy = |cases: &crate::spi::Rows<'_>| -> Vec<CaseToMigrate> {
+            (0..cases.count)
+                .filter_map(|i| {
+                    let prev = cases.bytes(i, 7).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()).unwrap_or(GENESIS);
+                    Some((cases.uuid(i, 1)?, cases.text(i, 2)?, cases.text(i, 3)?, cases.i64(i, 4)?, cases.i64(i, 5)?, cases.i64(i, 6)?, prev))
+                })
+                .collect()
+        };
+        let cases: Vec<CaseToMigrate> = if dry_run {
+            copy(&spi.run(&CASES_OF_VERSION, &[Some(uuid_datum(&from_id))], 0))
+        } else if crate::remote_door::distributed() {
+            // Citus locks rows one shard at a time (shards.rs): the cases are found, then
+            // each shard's share is locked and read again.
+            let found = spi.run(&CASES_OF_VERSION, &[Some(uuid_datum(&from_id))], 0);
+            let ids: Vec<[u8; 16]> = (0..found.count).filter_map(|i| found.uuid(i, 1)).collect();
+            let mut locked = Vec::with_capacity(ids.len());
+            for group in crate::shards::chunks(&spi, &ids, usize::MAX) {
+                let group: Vec<pgrx::Uuid> = group.into_iter().map(pgrx::Uuid::from_bytes).collect();
+                locked.extend(copy(&spi.run(&LOCK_CASES_BY_ID, &[Some(uuid_datum(&from_id)), group.into_datum()], 0)));
+            }
+            locked.sort_by_key(|c| c.0);
+            locked
+        } else {
+            copy(&spi.run(&LOCK_CASES_OF_VERSION, &[Some(uuid_datum(&from_id))], 0))
+        };
         let mut rows = Vec::with_capacity(cases.len());
         for (case_id, number, state, version, entered_at, updated_at, prev_hash) in cases {
             let outcome = map.outcome(&state);
@@ -189,6 +216,7 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
 
 fn retire_version(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("retire_version")?;
+    crate::remote_door::one_connection_per_node();
     let machine = a.text(0, "machine")?;
     let number = a.opt_i32(1).ok_or_else(|| refuse(Refusal::NullArgument { name: "version".into() }))?;
     let spi = Spi::connect();

@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod definition;
 pub mod diagram;
+pub mod door_token;
 pub mod ids;
 pub mod import;
 pub mod interval;

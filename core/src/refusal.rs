@@ -83,6 +83,10 @@ pub enum Refusal {
     EmptyArgument { name: String },
     /// An argument's value is unusable (22023).
     InvalidArgument { name: String, problem: String },
+    /// statemachine.distribute() on a database that cannot be distributed (55000).
+    NotDistributable { problem: String, hint: String },
+    /// A function a distributed installation does not offer (yet) (0A000).
+    NotOnDistributed { function: String, why: String },
     /// create_case for a case id or case number that exists, under another command (23505).
     CaseExists { detail: String },
     /// A concurrent transaction took the command id but its row is not visible (40001).
@@ -232,6 +236,8 @@ impl Refusal {
             Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
             Refusal::NullArgument { .. } => "22004",
             Refusal::EmptyArgument { .. } | Refusal::InvalidArgument { .. } => "22023",
+            Refusal::NotDistributable { .. } => "55000",
+            Refusal::NotOnDistributed { .. } => "0A000",
             Refusal::CaseExists { .. } => "23505",
             Refusal::CommandInFlight => "40001",
             Refusal::NotATrigger => "39P01",
@@ -535,6 +541,16 @@ impl Refusal {
             Refusal::NullArgument { name } => (format!("{name} must not be NULL"), None, None),
             Refusal::EmptyArgument { name } => (format!("{name} must not be empty"), None, None),
             Refusal::InvalidArgument { name, problem } => (format!("invalid {name}: {problem}"), None, None),
+            Refusal::NotOnDistributed { function, why } => (
+                format!("{function} is not supported on a distributed installation"),
+                Some(why.clone()),
+                Some("See docs/scaling.md for what a distributed installation offers.".into()),
+            ),
+            Refusal::NotDistributable { problem, hint } => (
+                "this installation cannot be distributed".into(),
+                Some(problem.clone()),
+                Some(hint.clone()),
+            ),
             Refusal::CaseExists { detail } => (
                 "case already exists".into(),
                 Some(detail.clone()),

@@ -17,10 +17,11 @@ SELECT n.nspname, a.privilege_type
   FROM pg_namespace n, aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
  WHERE n.nspname = 'statemachine' AND a.grantee = 0;
 -- Every API function runs as its definer with a pinned search_path (internal helpers run inside them;
--- run_timers commits between chunks, which a procedure with SECURITY DEFINER or SET may not: it calls run_due_transitions).
+-- run_timers commits between chunks, which a procedure with SECURITY DEFINER or SET may not: it calls run_due_transitions;
+-- remote_door_set's SET LOCAL must outlive it, which a SET clause would undo; distribute runs as the superuser calling it).
 SELECT p.proname, p.prosecdef, p.proconfig
   FROM pg_proc p WHERE p.pronamespace = 'statemachine'::regnamespace
-   AND p.proname NOT IN ('guard_direct_write', 'guard_governed_row', 'guard_ddl', 'run_timers')
+   AND p.proname NOT IN ('guard_direct_write', 'guard_governed_row', 'guard_ddl', 'run_timers', 'remote_door_set', 'distribute')
    AND NOT (p.prosecdef AND p.proconfig = '{"search_path=pg_catalog, pg_temp"}');
 
 -- The administrator publishes the machine.
