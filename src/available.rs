@@ -66,7 +66,7 @@ fn check_transition(a: &Args) -> SmResult<pg_sys::Datum> {
         let spi = Spi::connect();
         let (current, entered_at, version_id) = case_file::read(&spi, case_d, &case_id)?;
         let machine = machines::get(&spi, &version_id);
-        let evidence = evidence::facts(&spi, a.datum(6));
+        let evidence = evidence::facts(&spi, a.datum(6), case_d);
         let now = history::now();
         let row = |name: &str, passed: bool, detail: String| vec![Cell::Text(Some(name.into())), Cell::Bool(passed), Cell::Text(Some(detail))];
         match machine.find_rule(&current, &code) {

@@ -309,7 +309,7 @@ impl Pending {
             ],
             0,
         );
-        outbox::emit(spi, &p.events, history::now());
+        outbox::emit(spi, &p.events, history::now(), None);
         p.audit.write(spi);
         for (machine, case, state) in p.moves {
             governance::mirror(spi, &machine, uuid_datum(&case), text_datum(&state));

@@ -22,6 +22,13 @@ static FIND_COMMAND: Stmt = Stmt {
     args: &[UUID],
 };
 
+static FIND_COMMAND_IN_CASE: Stmt = Stmt {
+    sql: "SELECT t.case_id, t.transition_code, t, c.machine, c.case_number, c, t.id, t.command_id, t.to_state \
+          FROM ONLY statemachine.case_state_transition t JOIN ONLY statemachine.case_file c ON c.id OPERATOR(pg_catalog.=) t.case_id \
+          WHERE t.case_id OPERATOR(pg_catalog.=) $2 AND c.id OPERATOR(pg_catalog.=) $2 AND t.command_id OPERATOR(pg_catalog.=) $1",
+    args: &[UUID, UUID],
+};
+
 /// What an earlier use of a command id recorded.
 pub struct PriorCommand {
     pub case_id: [u8; 16],
@@ -38,7 +45,15 @@ pub struct PriorCommand {
 /// The history row (and its case) a command id already recorded, if any. The row datums
 /// are SPI memory: `spi.keep` them to return one.
 pub fn find(spi: &Spi, command_id: pg_sys::Datum) -> Option<PriorCommand> {
-    let r = spi.run(&FIND_COMMAND, &[Some(command_id)], 1);
+    prior(&spi.run(&FIND_COMMAND, &[Some(command_id)], 1))
+}
+
+/// [`find`] within one case.
+pub fn find_in_case(spi: &Spi, command_id: pg_sys::Datum, case_id: &[u8; 16]) -> Option<PriorCommand> {
+    prior(&spi.run(&FIND_COMMAND_IN_CASE, &[Some(command_id), Some(crate::fmgr::uuid_datum(case_id))], 1))
+}
+
+fn prior(r: &crate::spi::Rows<'_>) -> Option<PriorCommand> {
     Some(PriorCommand {
         case_id: r.uuid(0, 1)?,
         code: r.text(0, 2)?,
@@ -144,7 +159,10 @@ pub fn replay_or_refuse(
     refusal: Refusal,
     facts: &CaseFacts,
 ) -> SmResult<pg_sys::Datum> {
-    match find(spi, command_id) {
+    // command_scope 'case': the id is the case's own (and a delegated call may read no
+    // other shard).
+    let prior = if crate::remote_door::commands_per_case() { find_in_case(spi, command_id, case_id) } else { find(spi, command_id) };
+    match prior {
         Some(p) if &p.case_id == case_id && requested.made_by(&p) => Ok(spi.keep(p.transition_row)),
         Some(p) => Err(conflict(&p, requested.describe(case_id))),
         None => Err(refusal.report(facts)),

@@ -15,6 +15,15 @@ static EVIDENCE_ROWS: Stmt = Stmt {
           LEFT JOIN ONLY statemachine.case_evidence e ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
     args: &[UUID_ARRAY],
 };
+/// On a distributed installation: the same within one case ($2): evidence of another case
+/// reads as unknown (SM005 either way), and the lookup stays on the case's shard.
+static EVIDENCE_ROWS_OF_CASE: Stmt = Stmt {
+    sql: "SELECT u.id, e.case_id, e.is_active, e.evidence_type \
+          FROM pg_catalog.unnest($1::pg_catalog.uuid[]) WITH ORDINALITY AS u(id, n) \
+          LEFT JOIN (SELECT * FROM ONLY statemachine.case_evidence e WHERE e.case_id OPERATOR(pg_catalog.=) $2) e \
+            ON e.id OPERATOR(pg_catalog.=) u.id ORDER BY u.n",
+    args: &[UUID_ARRAY, UUID],
+};
 /// The links [`links`] decided, in one statement.
 static LINK_EVIDENCE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_transition_evidence (case_id, transition_id, evidence_id, purpose) \
@@ -49,9 +58,13 @@ static EVIDENCE_EXISTS: Stmt = Stmt {
 };
 
 /// The evidence ids a caller passed, with what the database knows of each.
-pub fn facts(spi: &Spi, ids: Option<pg_sys::Datum>) -> Vec<EvidenceFact> {
+pub fn facts(spi: &Spi, ids: Option<pg_sys::Datum>, case: pg_sys::Datum) -> Vec<EvidenceFact> {
     let Some(d) = ids else { return Vec::new() };
-    let r = spi.run(&EVIDENCE_ROWS, &[Some(d)], 0);
+    let r = if crate::remote_door::distributed() {
+        spi.run(&EVIDENCE_ROWS_OF_CASE, &[Some(d), Some(case)], 0)
+    } else {
+        spi.run(&EVIDENCE_ROWS, &[Some(d)], 0)
+    };
     (0..r.count)
         .map(|i| EvidenceFact { id: r.uuid(i, 1), case_id: r.uuid(i, 2), active: r.bool(i, 3).unwrap_or(false), evidence_type: r.text(i, 4) })
         .collect()

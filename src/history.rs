@@ -45,6 +45,26 @@ static APPEND: Stmt = Stmt {
     ],
 };
 
+/// On a distributed installation the same two writes as two statements: Citus runs the
+/// CTE above as the INSERT, a copy of its result back to the coordinator and the UPDATE
+/// (three round trips to the worker); these are two. Same parameters as [`APPEND`].
+static APPEND_ROW: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
+              transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
+              policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
+          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+              COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
+          ON CONFLICT DO NOTHING RETURNING ROW(t.*)::statemachine.case_state_transition",
+    args: APPEND.args,
+};
+static MOVE_CASE: Stmt = Stmt {
+    sql: "UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
+              updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \
+              history_head = $23 \
+          WHERE c.id OPERATOR(pg_catalog.=) $2",
+    args: APPEND.args,
+};
+
 /// What [`append`] writes: the door its caller opens must admit these.
 pub const APPEND_WRITES: [Grant; 2] = [("case_state_transition", Op::Insert), ("case_file", Op::Update)];
 
@@ -150,9 +170,7 @@ pub fn append_sealed(spi: &Spi, entry: &Entry<'_>, seal: &Seal, case_move: CaseM
         CaseMove::Stay => (false, None, None),
         CaseMove::To { entered_at, version_id } => (true, Some(pg_sys::Datum::from(entered_at)), version_id.map(|v| uuid_datum(&v))),
     };
-    let rows = spi.run(
-        &APPEND,
-        &[
+    let args = [
             Some(uuid_datum(&entry.id)),
             Some(entry.case),
             Some(text_datum(entry.machine)),
@@ -176,10 +194,16 @@ pub fn append_sealed(spi: &Spi, entry: &Entry<'_>, seal: &Seal, case_move: CaseM
             Some(pg_sys::Datum::from(moves)),
             Some(text_datum(&seal.recorded_by)),
             seal.hash.to_vec().into_datum(),
-        ],
-        1,
-    );
-    let row = rows.get(0, 1).map(|row| spi.keep(row));
+        ];
+    let row = if crate::remote_door::distributed() {
+        let row = spi.run(&APPEND_ROW, &args, 1).get(0, 1).map(|row| spi.keep(row));
+        if moves && row.is_some() {
+            spi.run(&MOVE_CASE, &args, 0);
+        }
+        row
+    } else {
+        spi.run(&APPEND, &args, 1).get(0, 1).map(|row| spi.keep(row))
+    };
     if moves && row.is_some() {
         crate::governance::mirror(spi, entry.machine, entry.case, entry.to_state);
     }

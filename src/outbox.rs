@@ -2,8 +2,8 @@
 //! transaction ([`emit`]), and the consumer side, claim_outbox and ack_outbox, which
 //! only move the delivery columns.
 
-use crate::fmgr::{text_datum, Args, SmResult};
-use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID_ARRAY};
+use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
+use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::{history, sql_function};
 use pgrx::{pg_sys, IntoDatum};
@@ -44,6 +44,26 @@ static INSERT_EVENTS_DISTRIBUTED: Stmt = Stmt {
     sql: insert_events!("          RETURNING o.event_type, o.aggregate_id"),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
+/// One event of one case ($4), read from its history row on the case's shard only: an
+/// INSERT … SELECT between co-located tables that Citus runs on that shard (a call
+/// delegated to the case's worker may touch no other).
+static INSERT_EVENT_OF_CASE: Stmt = Stmt {
+    sql: "INSERT INTO statemachine.outbox_event AS o (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
+              correlation_id, causation_id, created_at) \
+          SELECT $1, t.case_id, t.state_version, $2, t.id, \
+                 pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
+                     'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
+                     'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
+                     'state_version', t.state_version, 'actor_id', t.actor_id, 'actor_role', t.actor_role, \
+                     'reason_code', t.reason_code, 'reason_text', t.reason_text, 'occurred_at', t.occurred_at, \
+                     'command_id', t.command_id), \
+                   'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
+                 t.correlation_id, t.causation_id, t.occurred_at \
+          FROM ONLY statemachine.case_state_transition t \
+          WHERE t.case_id OPERATOR(pg_catalog.=) $4 AND t.id OPERATOR(pg_catalog.=) $3 \
+          RETURNING o.event_type, o.aggregate_id",
+    args: &[UUID, TEXT, UUID, UUID],
+};
 static NOTIFY: Stmt = Stmt {
     sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', u.event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) u.case_id::pg_catalog.text) \
           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS u(event_type, case_id)",
@@ -51,8 +71,8 @@ static NOTIFY: Stmt = Stmt {
 };
 
 /// Writes the events (event type, history row id) of transitions written at `now` or
-/// later; the door must be open.
-pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz) {
+/// later; the door must be open. `case`: all of them are that case's.
+pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz, case: Option<pg_sys::Datum>) {
     if events.is_empty() {
         return;
     }
@@ -63,10 +83,25 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz) 
         spi.run(&INSERT_EVENTS, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
         return;
     }
-    let written = spi.run(&INSERT_EVENTS_DISTRIBUTED, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
-    let types: Vec<String> = (0..written.count).filter_map(|r| written.text(r, 1)).collect();
-    let cases: Vec<pgrx::Uuid> = (0..written.count).filter_map(|r| written.uuid(r, 2)).map(pgrx::Uuid::from_bytes).collect();
-    spi.run(&NOTIFY, &[types.into_datum(), cases.into_datum()], 0);
+    let mut notified_types: Vec<String> = Vec::with_capacity(events.len());
+    let mut notified_cases: Vec<pgrx::Uuid> = Vec::with_capacity(events.len());
+    let mut note = |written: &crate::spi::Rows<'_>| {
+        notified_types.extend((0..written.count).filter_map(|r| written.text(r, 1)));
+        notified_cases.extend((0..written.count).filter_map(|r| written.uuid(r, 2)).map(pgrx::Uuid::from_bytes));
+    };
+    match case {
+        Some(case) => {
+            for (id, (event_type, transition)) in ids.iter().zip(events) {
+                note(&spi.run(
+                    &INSERT_EVENT_OF_CASE,
+                    &[Some(uuid_datum(id.as_bytes())), Some(text_datum(event_type)), Some(uuid_datum(transition)), Some(case)],
+                    0,
+                ));
+            }
+        }
+        None => note(&spi.run(&INSERT_EVENTS_DISTRIBUTED, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0)),
+    }
+    spi.run(&NOTIFY, &[notified_types.into_datum(), notified_cases.into_datum()], 0);
 }
 
 /// Pending events in creation order, skipping those another consumer holds (SKIP

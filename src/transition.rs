@@ -108,7 +108,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         }
     }
 
-    let evidence = evidence::facts(spi, evidence_d);
+    let evidence = evidence::facts(spi, evidence_d, case_d);
     let now = history::case_clock(locked.updated_at, &case_id)?;
     let asked = Asked {
         // SAFETY: actor_id is declared uuid and was required non-NULL above.
@@ -166,7 +166,7 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     };
     evidence::link(spi, &case_id, &transition_id, &entry.links);
     if let Some(event_type) = &rule.emit {
-        outbox::emit(spi, &[(event_type.clone(), transition_id)], now);
+        outbox::emit(spi, &[(event_type.clone(), transition_id)], now, Some(case_d));
     }
     let mut audit = GuardAudit::default();
     audit.add(&case_id, &transition_id, now, &guard_rows);
