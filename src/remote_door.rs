@@ -36,7 +36,9 @@ thread_local! {
     static SECRET: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
     /// The setting's value as last assigned, and the nonces of replaced tokens.
     static ASSIGNED: RefCell<String> = const { RefCell::new(String::new()) };
-    static BURNT: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    /// Keyed by the local transaction they belong to: a burn the GUC machinery makes
+    /// while a transaction ends (restoring the setting) must not outlive it.
+    static BURNT: RefCell<(u32, HashSet<String>)> = RefCell::new((0, HashSet::new()));
     /// The last token text that verified in this transaction, and what it grants.
     static VERIFIED: RefCell<Option<(String, Token)>> = const { RefCell::new(None) };
     /// Tokens this backend published, stacked like the door's grants.
@@ -56,11 +58,28 @@ unsafe extern "C-unwind" fn assign_remote_door(newval: *const c_char, _extra: *m
         let mut a = a.borrow_mut();
         if *a != new {
             if let Some(nonce) = nonce_of(&a) {
-                BURNT.with(|b| b.borrow_mut().insert(nonce.to_string()));
+                let lxid = local_transaction();
+                BURNT.with(|b| {
+                    let mut b = b.borrow_mut();
+                    if b.0 != lxid {
+                        *b = (lxid, HashSet::new());
+                    }
+                    b.1.insert(nonce.to_string());
+                });
             }
             *a = new;
         }
     });
+}
+
+/// This backend's local transaction id (0 outside a transaction).
+fn local_transaction() -> u32 {
+    // SAFETY: MyProc is this backend's PGPROC, valid for the backend's life once set; its
+    // lxid is a plain field.
+    unsafe {
+        let proc_ = pg_sys::MyProc;
+        if proc_.is_null() { 0 } else { (*proc_).lxid }
+    }
 }
 
 /// Defines `statemachine.remote_door` (from _PG_init).
@@ -147,6 +166,15 @@ fn secret() -> Vec<u8> {
         SECRET.with(|c| *c.borrow_mut() = Some(s.clone()));
     }
     s
+}
+
+/// The current user is the extension's owner or a superuser.
+fn trusted_user() -> bool {
+    // SAFETY: reads the current user id and looks up catalog rows by oid.
+    unsafe {
+        let user = pg_sys::GetUserId();
+        pg_sys::superuser_arg(user) || user == table_owner()
+    }
 }
 
 /// The owner of statemachine.installation_secret (the extension's owner).
@@ -247,6 +275,14 @@ pub fn close() {
 /// The token the setting carries now, verified for this node's transaction; None when
 /// there is none, it does not verify, names another transaction, or was burnt.
 fn current_token() -> Option<Token> {
+    // The write path's statements reach a worker as the functions' owner (they are
+    // SECURITY DEFINER), break_glass's as a superuser. Any other role's session carries no
+    // door, whatever it sets: a token it read (citus.log_remote_commands shows them) and a
+    // distributed transaction id it took on (assign_distributed_transaction_id is PUBLIC)
+    // open nothing for it.
+    if !trusted_user() {
+        return None;
+    }
     // SAFETY: the GUC machinery keeps REMOTE_DOOR a valid string or null.
     let text = unsafe {
         let p = REMOTE_DOOR;
@@ -258,7 +294,11 @@ fn current_token() -> Option<Token> {
     if text.is_empty() {
         return None;
     }
-    if BURNT.with(|b| nonce_of(&text).is_some_and(|n| b.borrow().contains(n))) {
+    let lxid = local_transaction();
+    if BURNT.with(|b| {
+        let b = b.borrow();
+        b.0 == lxid && nonce_of(&text).is_some_and(|n| b.1.contains(n))
+    }) {
         return None;
     }
     if let Some(t) = VERIFIED.with(|v| v.borrow().as_ref().filter(|(s, _)| *s == text).map(|(_, t)| t.clone())) {
@@ -306,7 +346,7 @@ pub fn admits_ddl() -> bool {
 pub fn at_transaction_end() {
     DISTRIBUTED.with(|c| c.set(None));
     VERIFIED.with(|v| *v.borrow_mut() = None);
-    BURNT.with(|b| b.borrow_mut().clear());
+    BURNT.with(|b| *b.borrow_mut() = (0, HashSet::new()));
     PUBLISHED.with(|p| p.set(0));
 }
 

@@ -194,6 +194,9 @@ BEGIN
     payload := format('v1|%s|%s|%s|test-nonce|%s', t.initiator_node_identifier, t.transaction_number, t.stamp, grants);
     RETURN payload || '|' || encode(hmac(convert_to(payload, 'UTF8'), (SELECT secret FROM statemachine.installation_secret), 'sha256'), 'hex');
 END $$;
+CREATE FUNCTION pg_temp.token_for(txn bigint, grants text) RETURNS text LANGUAGE sql AS $$
+    SELECT p || '|' || encode(hmac(convert_to(p, 'UTF8'), (SELECT secret FROM statemachine.installation_secret), 'sha256'), 'hex')
+      FROM (SELECT format('v1|0|%s|946684800000000|replayed|%s', txn, grants) AS p) x $$;
 RESET citus.enable_ddl_propagation;
 BEGIN;
 SELECT count(*) FROM statemachine.case_file;
@@ -223,6 +226,18 @@ BEGIN;
 SELECT statemachine.remote_door_set(:'token');
 UPDATE statemachine.case_file SET current_state = 'X' WHERE id = '0f000000-0000-0000-0000-000000000004';
 ROLLBACK;
+-- A token read off a client's NOTICEs (citus.log_remote_commands shows every remote
+-- command) and replayed straight on the workers, its distributed transaction taken on with
+-- Citus's assign_distributed_transaction_id (executable by anyone): as an application role,
+-- refused on every shard — the write path's statements reach the workers as the functions'
+-- owner, and only the owner's or a superuser's session carries a door there.
+SELECT pg_temp.token_for(424242, 'case_file.U') AS replayed \gset
+SELECT format($f$BEGIN; SELECT assign_distributed_transaction_id(0, 424242, '2000-01-01 00:00:00+00');
+                 SET LOCAL statemachine.remote_door = %L; UPDATE %%s SET current_state = 'X'; COMMIT;$f$, :'replayed') AS replay \gset
+SET ROLE sm_citus_app;
+SELECT count(*) AS shards_tried FROM run_command_on_shards('statemachine.case_file', :'replay');
+RESET ROLE;
+SELECT count(*) AS cases_changed FROM statemachine.case_file WHERE current_state = 'X';
 DROP EXTENSION pgcrypto;
 
 -- break_glass reaches the workers, audited, and break_glass_event stays append-only there.
