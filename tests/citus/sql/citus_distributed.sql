@@ -85,6 +85,15 @@ SELECT statemachine.transition_case('10000000-0000-0000-0000-000000000001', 'APP
 SELECT to_state, reason_code FROM statemachine.transition_case('10000000-0000-0000-0000-000000000001', 'APPROVE_CASE',
        'a0000000-0000-0000-0000-000000000002', 'REVIEWER', 'c0000000-0000-0000-0000-000000000006', reason_code => 'COMPLETE',
        evidence_ids => ARRAY[:'ev1']::uuid[]);
+-- A guard refuses (SM002); a definition published now is checked as before (SM010).
+SELECT statemachine.define_machine('{"machine": "gated", "states": [{"code": "WAIT", "initial": true}, {"code": "DONE", "terminal": true}],
+  "transitions": [{"code": "FINISH", "from": "WAIT", "to": "DONE", "guards": [{"guard": "min_time_in_state", "interval": "1 day"}]}]}') IS NOT NULL AS defined;
+SELECT id IS NOT NULL AS created FROM statemachine.create_case('gated', 'G-1', 'a0000000-0000-0000-0000-000000000001', 'OPS',
+       'c0000000-0000-0000-0000-000000000020', case_id => '6a000000-0000-0000-0000-000000000001');
+SELECT statemachine.transition_case('6a000000-0000-0000-0000-000000000001', 'FINISH', 'a0000000-0000-0000-0000-000000000001', 'OPS', 'c0000000-0000-0000-0000-000000000021');
+\echo :LAST_ERROR_SQLSTATE
+SELECT statemachine.define_machine('{"machine": "broken", "states": [{"code": "A", "initial": true}], "transitions": [{"code": "GO", "from": "A", "to": "Z"}]}');
+\echo :LAST_ERROR_SQLSTATE
 -- Replay: the same answer, nothing new; the command for another case: SM008.
 SELECT to_state, state_version FROM statemachine.transition_case('10000000-0000-0000-0000-000000000001', 'APPROVE_CASE',
        'a0000000-0000-0000-0000-000000000002', 'REVIEWER', 'c0000000-0000-0000-0000-000000000006', reason_code => 'COMPLETE',
