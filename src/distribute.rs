@@ -161,7 +161,7 @@ fn distribute(a: &Args) -> SmResult<pg_sys::Datum> {
     // Every node signs and checks remote-door tokens with the coordinator's secret. Each
     // worker records the change in its break_glass_event (in a transaction of its own,
     // like everything run_command_on_workers runs).
-    let secret = spi.run_once("SELECT pg_catalog.encode(s.secret, 'hex') FROM ONLY statemachine.installation_secret s").text(0, 1).unwrap_or_default();
+    let secret: String = crate::bulk::installation_secret(&spi).iter().map(|b| format!("{b:02x}")).collect();
     let command = format!(
         "SELECT statemachine.break_glass('statemachine.distribute(): the coordinator''s installation secret'); \
          UPDATE statemachine.installation_secret SET secret = pg_catalog.decode({}, 'hex')",

@@ -60,30 +60,31 @@ pub struct Open {
 }
 
 pub fn open(grants: &'static [Grant]) -> Open {
-    let (depth, stack) = OPEN.with(|o| {
+    let depth = OPEN.with(|o| {
         let mut o = o.borrow_mut();
-        let depth = o.len();
         o.push(grants);
-        (depth, o.clone())
+        o.len() - 1
     });
     // On a distributed installation the rows may live on other nodes: carry the door
     // there (remote_door.rs).
     let remote = crate::remote_door::distributed();
     if remote {
-        crate::remote_door::publish(Some(&stack));
+        crate::remote_door::publish(Some(&open_grants()));
     }
     Open { depth, remote }
+}
+
+/// The grants of every open door (what a remote door carries).
+fn open_grants() -> Vec<&'static [Grant]> {
+    OPEN.with(|o| o.borrow().clone())
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         // Truncate, not pop: a (sub)transaction abort may already have closed the door.
-        let stack = OPEN.with(|o| {
-            let mut o = o.borrow_mut();
-            o.truncate(self.depth);
-            o.clone()
-        });
+        OPEN.with(|o| o.borrow_mut().truncate(self.depth));
         if self.remote {
+            let stack = open_grants();
             if stack.is_empty() {
                 crate::remote_door::close();
             } else if !std::thread::panicking() {

@@ -8,9 +8,9 @@
 //! verify_history).
 //!
 //! The same statement moves the case row when asked ([`CaseMove::To`]), and only if the
-//! history row was appended: `ON CONFLICT DO NOTHING` (the command id is the key that can collide) makes a concurrent
-//! replay wait for the first command and then append (and move) nothing, so the caller
-//! can answer with the first command's row or SM008.
+//! history row was appended: `ON CONFLICT DO NOTHING` (the command id is the key that can
+//! collide) makes a concurrent replay wait for the first command and then append (and
+//! move) nothing, so the caller can answer with the first command's row or SM008.
 
 use crate::door::{Grant, Op};
 use crate::fmgr::{jsonb_out, text_datum, text_from_datum, uuid_datum, uuid_from_datum, uuid_string, SmResult};
@@ -23,47 +23,44 @@ use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::seal::{row_hash, SealedRow};
 use statemachine_core::{CaseFacts, Refusal};
 
-/// $1-$18 and $22-$23 are the history row's columns (recorded_by, written by the write
-/// path so that the seal covers the value stored); $19-$21 the case move ($21: whether).
+/// The history row ($1-$18 and $22-$23: its columns; recorded_by is written by the write
+/// path so that the seal covers the value stored); nothing when its command id is taken.
+macro_rules! insert_history_row {
+    () => {
+        "INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
+             transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
+             policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
+         ON CONFLICT DO NOTHING RETURNING ROW(t.*)::statemachine.case_state_transition"
+    };
+}
+/// The case row moved to the history row's state ($19: entered at, $20: a new version id).
+macro_rules! move_case_row {
+    () => {
+        "UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
+             updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \
+             history_head = $23 \
+         WHERE c.id OPERATOR(pg_catalog.=) $2"
+    };
+}
+/// Both in one statement; the case moves only when asked ($21) and the row was appended.
 static APPEND: Stmt = Stmt {
-    sql: "WITH t AS ( \
-              INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
-                  transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
-                  policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                  COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
-              ON CONFLICT DO NOTHING RETURNING ROW(t.*)::statemachine.case_state_transition AS t), \
-          u AS ( \
-              UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
-                  updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \
-                  history_head = $23 \
-              WHERE $21 AND c.id OPERATOR(pg_catalog.=) $2 AND EXISTS (SELECT 1 FROM t) RETURNING 1) \
-          SELECT t.t FROM t",
+    sql: concat!(
+        "WITH t AS (", insert_history_row!(), " AS t), \
+          u AS (", move_case_row!(), " AND $21 AND EXISTS (SELECT 1 FROM t) RETURNING 1) \
+          SELECT t.t FROM t"
+    ),
     args: &[
         UUID, UUID, TEXT, TEXT, TEXT, TEXT, TEXT, INT8, UUID, TEXT, TEXT, TEXT, INT4, TIMESTAMPTZ, UUID, UUID, UUID, JSONB,
         TIMESTAMPTZ, UUID, BOOL, TEXT, BYTEA,
     ],
 };
-
 /// On a distributed installation the same two writes as two statements: Citus runs the
 /// CTE above as the INSERT, a copy of its result back to the coordinator and the UPDATE
 /// (three round trips to the worker); these are two. Same parameters as [`APPEND`].
-static APPEND_ROW: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.case_state_transition AS t (id, case_id, machine, from_state, to_state, \
-              transition_code, transition_kind, state_version, actor_id, actor_role, reason_code, reason_text, \
-              policy_version, occurred_at, command_id, correlation_id, causation_id, metadata, recorded_by, row_hash) \
-          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-              COALESCE($18, '{}'::pg_catalog.jsonb), $22, $23) \
-          ON CONFLICT DO NOTHING RETURNING ROW(t.*)::statemachine.case_state_transition",
-    args: APPEND.args,
-};
-static MOVE_CASE: Stmt = Stmt {
-    sql: "UPDATE ONLY statemachine.case_file c SET current_state = $5, state_version = $8, state_entered_at = $19, \
-              updated_at = $14, machine_version = $13, machine_version_id = COALESCE($20, c.machine_version_id), \
-              history_head = $23 \
-          WHERE c.id OPERATOR(pg_catalog.=) $2",
-    args: APPEND.args,
-};
+static APPEND_ROW: Stmt = Stmt { sql: insert_history_row!(), args: APPEND.args };
+static MOVE_CASE: Stmt = Stmt { sql: move_case_row!(), args: APPEND.args };
 
 /// What [`append`] writes: the door its caller opens must admit these.
 pub const APPEND_WRITES: [Grant; 2] = [("case_state_transition", Op::Insert), ("case_file", Op::Update)];

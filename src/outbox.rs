@@ -9,15 +9,13 @@ use crate::{history, sql_function};
 use pgrx::{pg_sys, IntoDatum};
 use statemachine_core::{CaseFacts, Refusal};
 
-/// The outbox events of emitting transitions, built from their history rows in the same
-/// transaction ($1: event ids, $2: event types, $3: history row ids); each NOTIFY
-/// ("<event type> <case id>" on channel statemachine_outbox) is delivered when that
-/// transaction commits. One statement for one transition or a bulk's thousands.
+/// An outbox event built from its history row `t` in the same transaction (`$id`, `$type`:
+/// the event's id and type), inserted from `$from` (which names `t`).
 macro_rules! insert_events {
-    ($returning:literal) => {
+    ($id:literal, $type:literal, $from:literal, $returning:literal) => {
         concat!("INSERT INTO statemachine.outbox_event AS o (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
               correlation_id, causation_id, created_at) \
-          SELECT u.id, t.case_id, t.state_version, u.event_type, t.id, \
+          SELECT ", $id, ", t.case_id, t.state_version, ", $type, ", t.id, \
                  pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
                      'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
                      'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
@@ -26,42 +24,40 @@ macro_rules! insert_events {
                      'command_id', t.command_id), \
                    'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
                  t.correlation_id, t.causation_id, t.occurred_at \
-          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), \
-                          pg_catalog.unnest($3::pg_catalog.uuid[])) WITH ORDINALITY AS u(id, event_type, transition_id, n) \
-          JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) u.transition_id \
-          ORDER BY u.n \
-", $returning)
+          FROM ", $from, " ", $returning)
     };
 }
+/// The events of transitions ($1: event ids, $2: event types, $3: history row ids).
+macro_rules! events_of_transitions {
+    ($returning:literal) => {
+        insert_events!("u.id", "u.event_type",
+            "ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), \
+                        pg_catalog.unnest($3::pg_catalog.uuid[])) WITH ORDINALITY AS u(id, event_type, transition_id, n) \
+             JOIN ONLY statemachine.case_state_transition t ON t.id OPERATOR(pg_catalog.=) u.transition_id \
+             ORDER BY u.n",
+            $returning)
+    };
+}
+/// Each NOTIFY ("<event type> <case id>" on channel statemachine_outbox) is delivered when
+/// the transaction commits. One statement for one transition or a bulk's thousands.
 static INSERT_EVENTS: Stmt = Stmt {
-    sql: insert_events!("          RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)"),
+    sql: events_of_transitions!("RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)"),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
 /// On a distributed installation the rows are written on the workers, where a NOTIFY
 /// would wake no listener of the coordinator (and a transaction over several nodes may
 /// not notify at all): the notifications are sent here, by [`NOTIFY`].
 static INSERT_EVENTS_DISTRIBUTED: Stmt = Stmt {
-    sql: insert_events!("          RETURNING o.event_type, o.aggregate_id"),
+    sql: events_of_transitions!("RETURNING o.event_type, o.aggregate_id"),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
-/// One event of one case ($4), read from its history row on the case's shard only: an
-/// INSERT … SELECT between co-located tables that Citus runs on that shard (a call
-/// delegated to the case's worker may touch no other).
+/// One event of one case ($4), read from its history row ($3) on the case's shard only: an
+/// INSERT … SELECT between co-located tables that Citus runs on that shard.
 static INSERT_EVENT_OF_CASE: Stmt = Stmt {
-    sql: "INSERT INTO statemachine.outbox_event AS o (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
-              correlation_id, causation_id, created_at) \
-          SELECT $1, t.case_id, t.state_version, $2, t.id, \
-                 pg_catalog.jsonb_build_object('transition', pg_catalog.jsonb_build_object( \
-                     'id', t.id, 'case_id', t.case_id, 'machine', t.machine, 'policy_version', t.policy_version, \
-                     'from_state', t.from_state, 'to_state', t.to_state, 'transition_code', t.transition_code, \
-                     'state_version', t.state_version, 'actor_id', t.actor_id, 'actor_role', t.actor_role, \
-                     'reason_code', t.reason_code, 'reason_text', t.reason_text, 'occurred_at', t.occurred_at, \
-                     'command_id', t.command_id), \
-                   'correlation_id', t.correlation_id, 'causation_id', t.causation_id), \
-                 t.correlation_id, t.causation_id, t.occurred_at \
-          FROM ONLY statemachine.case_state_transition t \
-          WHERE t.case_id OPERATOR(pg_catalog.=) $4 AND t.id OPERATOR(pg_catalog.=) $3 \
-          RETURNING o.event_type, o.aggregate_id",
+    sql: insert_events!("$1", "$2",
+        "ONLY statemachine.case_state_transition t \
+         WHERE t.case_id OPERATOR(pg_catalog.=) $4 AND t.id OPERATOR(pg_catalog.=) $3",
+        "RETURNING o.event_type, o.aggregate_id"),
     args: &[UUID, TEXT, UUID, UUID],
 };
 static NOTIFY: Stmt = Stmt {
@@ -104,41 +100,35 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz, 
     spi.run(&NOTIFY, &[notified_types.into_datum(), notified_cases.into_datum()], 0);
 }
 
-/// Pending events in creation order, skipping those another consumer holds (SKIP
-/// LOCKED) and those whose case has an earlier unacknowledged event (per-case order).
-/// An expired lease makes an event pending again.
+/// Pending events (`$now`: the clock a lease is compared with) in creation order, those
+/// whose case has an earlier unacknowledged event left out (per-case order). An expired
+/// lease makes an event pending again.
+macro_rules! pending_events {
+    ($now:literal, $limit:literal) => {
+        concat!("SELECT o.id, o.aggregate_id FROM ONLY statemachine.outbox_event o \
+                 WHERE o.acked_at IS NULL \
+                   AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) ", $now, ") \
+                   AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.outbox_event e \
+                                   WHERE e.aggregate_id OPERATOR(pg_catalog.=) o.aggregate_id \
+                                     AND e.aggregate_seq OPERATOR(pg_catalog.<) o.aggregate_seq AND e.acked_at IS NULL) \
+                 ORDER BY o.created_at, o.id \
+                 LIMIT ", $limit)
+    };
+}
+/// The pending events, skipping those another consumer holds (SKIP LOCKED), claimed.
 static CLAIM: Stmt = Stmt {
-    sql: "WITH candidate AS ( \
-              SELECT o.id FROM ONLY statemachine.outbox_event o \
-              WHERE o.acked_at IS NULL \
-                AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()) \
-                AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.outbox_event e \
-                                WHERE e.aggregate_id OPERATOR(pg_catalog.=) o.aggregate_id \
-                                  AND e.aggregate_seq OPERATOR(pg_catalog.<) o.aggregate_seq AND e.acked_at IS NULL) \
-              ORDER BY o.created_at, o.id \
-              LIMIT $2 \
-              FOR UPDATE SKIP LOCKED) \
+    sql: concat!("WITH candidate AS (", pending_events!("pg_catalog.clock_timestamp()", "$2"), " FOR UPDATE SKIP LOCKED) \
           UPDATE ONLY statemachine.outbox_event o \
              SET claimed_by = $1, claimed_at = pg_catalog.clock_timestamp(), \
                  lease_until = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $3, \
                  attempts = o.attempts OPERATOR(pg_catalog.+) 1 \
             FROM candidate c WHERE o.id OPERATOR(pg_catalog.=) c.id \
-          RETURNING o.*",
+          RETURNING o.*"),
     args: &[TEXT, INT4, INTERVAL],
 };
 /// On a distributed installation: the pending events (as CLAIM picks them), not locked
 /// yet — Citus locks rows only within one shard; [`CLAIM_SHARD`] claims each shard's share.
-static CLAIM_CANDIDATES: Stmt = Stmt {
-    sql: "SELECT o.id, o.aggregate_id FROM ONLY statemachine.outbox_event o \
-          WHERE o.acked_at IS NULL \
-            AND (o.lease_until IS NULL OR o.lease_until OPERATOR(pg_catalog.<) $2) \
-            AND NOT EXISTS (SELECT 1 FROM ONLY statemachine.outbox_event e \
-                            WHERE e.aggregate_id OPERATOR(pg_catalog.=) o.aggregate_id \
-                              AND e.aggregate_seq OPERATOR(pg_catalog.<) o.aggregate_seq AND e.acked_at IS NULL) \
-          ORDER BY o.created_at, o.id \
-          LIMIT $1",
-    args: &[INT4, TIMESTAMPTZ],
-};
+static CLAIM_CANDIDATES: Stmt = Stmt { sql: pending_events!("$2", "$1"), args: &[INT4, TIMESTAMPTZ] };
 /// One shard's candidates ($4: their cases, all on that shard), claimed unless another
 /// consumer holds them or claimed them meanwhile. The clock is the call's ($2).
 static CLAIM_SHARD: Stmt = Stmt {
@@ -195,18 +185,13 @@ fn claim_by_shard(a: &Args, spi: &Spi, consumer: &str, batch: i32, lease: pg_sys
     let candidates = spi.run(&CLAIM_CANDIDATES, &[Some(pg_sys::Datum::from(batch)), Some(pg_sys::Datum::from(now))], 0);
     let pairs: Vec<([u8; 16], [u8; 16])> =
         (0..candidates.count).filter_map(|r| Some((candidates.uuid(r, 1)?, candidates.uuid(r, 2)?))).collect();
-    let cases: Vec<[u8; 16]> = pairs.iter().map(|(_, case)| *case).collect();
-    let shards = crate::shards::shard_ids(spi, &cases);
-    let mut by_shard: std::collections::BTreeMap<i64, (Vec<pgrx::Uuid>, Vec<pgrx::Uuid>)> = std::collections::BTreeMap::new();
-    for ((event, case), shard) in pairs.iter().zip(shards) {
-        let entry = by_shard.entry(shard).or_default();
-        entry.0.push(pgrx::Uuid::from_bytes(*case));
-        entry.1.push(pgrx::Uuid::from_bytes(*event));
-    }
+    let groups = crate::shards::by_shard(spi, pairs, |(_, case)| *case);
     // SAFETY: claim_outbox is declared RETURNS SETOF statemachine.outbox_event and
     // CLAIM_SHARD returns `o.*` of that table.
     unsafe { crate::compat::init_materialized_srf(a.fcinfo()) };
-    for (cases, events) in by_shard.into_values() {
+    for group in groups {
+        let cases: Vec<pgrx::Uuid> = group.iter().map(|(_, case)| pgrx::Uuid::from_bytes(*case)).collect();
+        let events: Vec<pgrx::Uuid> = group.iter().map(|(event, _)| pgrx::Uuid::from_bytes(*event)).collect();
         let claimed = spi.run(
             &CLAIM_SHARD,
             &[Some(text_datum(consumer)), Some(pg_sys::Datum::from(now)), Some(lease), cases.into_datum(), events.into_datum()],

@@ -41,8 +41,6 @@ thread_local! {
     static BURNT: RefCell<(u32, HashSet<String>)> = RefCell::new((0, HashSet::new()));
     /// The last token text that verified in this transaction, and what it grants.
     static VERIFIED: RefCell<Option<(String, Token)>> = const { RefCell::new(None) };
-    /// Tokens this backend published, stacked like the door's grants.
-    static PUBLISHED: Cell<usize> = const { Cell::new(0) };
 }
 
 #[pgrx::pg_guard]
@@ -140,8 +138,6 @@ static CASE_SCOPE_SET: Stmt = Stmt {
     args: &[],
 };
 
-static SECRET_ROW: Stmt = Stmt { sql: "SELECT s.secret FROM ONLY statemachine.installation_secret s", args: &[] };
-
 /// The installation secret, read as the table's owner (the write path and the guard run
 /// as their caller, who may not read it).
 fn secret() -> Vec<u8> {
@@ -156,9 +152,7 @@ fn secret() -> Vec<u8> {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         let owner = table_owner();
         pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-        let spi = Spi::connect();
-        let secret = spi.run(&SECRET_ROW, &[], 1).bytes(0, 1).unwrap_or_default();
-        drop(spi);
+        let secret = crate::bulk::installation_secret(&Spi::connect());
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
         secret
     };
@@ -254,7 +248,6 @@ pub fn publish(grants: Option<&[&'static [Grant]]>) {
     let nonce = statemachine_core::ids::uuid_text(&crate::history::row_id(crate::history::now()));
     let token = Token { initiator, transaction, stamp, nonce, grants }.sign(&secret());
     spi.run(&SET_DOOR, &[Some(text_datum(&token))], 0);
-    PUBLISHED.with(|p| p.set(p.get() + 1));
 }
 
 /// Clears the remote door (not while an error unwinds: the rollback does it then).
@@ -267,9 +260,7 @@ pub fn close() {
         publish(Some(&[]));
         return;
     }
-    let spi = Spi::connect();
-    spi.run(&SET_DOOR, &[Some(text_datum(""))], 0);
-    PUBLISHED.with(|p| p.set(p.get().saturating_sub(1)));
+    Spi::connect().run(&SET_DOOR, &[Some(text_datum(""))], 0);
 }
 
 /// The token the setting carries now, verified for this node's transaction; None when
@@ -315,31 +306,28 @@ fn current_token() -> Option<Token> {
     Some(token)
 }
 
-/// Does a remote door admit `op` on `statemachine.<table>` here?
-pub fn admits(table: &str, op: Op) -> bool {
+/// The verified token of this node's transaction, on a node with Citus (None elsewhere).
+fn token_here() -> Option<Token> {
     // SAFETY: a catalog lookup by name; missing_ok returns InvalidOid.
     if unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } == pg_sys::InvalidOid {
-        return false;
+        return None;
     }
-    current_token().is_some_and(|t| t.admits(table, op_char(op)))
+    current_token()
+}
+
+/// Does a remote door admit `op` on `statemachine.<table>` here?
+pub fn admits(table: &str, op: Op) -> bool {
+    token_here().is_some_and(|t| t.admits(table, op_char(op)))
 }
 
 /// Does a remote door carry the break-glass exception of the transaction here?
 pub fn glass() -> bool {
-    // SAFETY: as in `admits`.
-    if unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } == pg_sys::InvalidOid {
-        return false;
-    }
-    current_token().is_some_and(|t| t.admits_glass())
+    token_here().is_some_and(|t| t.admits_glass())
 }
 
 /// Does a remote door admit the DDL of making shards here (statemachine.distribute())?
 pub fn admits_ddl() -> bool {
-    // SAFETY: as in `admits`.
-    if unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } == pg_sys::InvalidOid {
-        return false;
-    }
-    current_token().is_some_and(|t| t.admits_ddl())
+    token_here().is_some_and(|t| t.admits_ddl())
 }
 
 /// Transaction end: forget what was verified, burnt and looked up.
@@ -347,7 +335,6 @@ pub fn at_transaction_end() {
     DISTRIBUTED.with(|c| c.set(None));
     VERIFIED.with(|v| *v.borrow_mut() = None);
     BURNT.with(|b| *b.borrow_mut() = (0, HashSet::new()));
-    PUBLISHED.with(|p| p.set(0));
 }
 
 /// Subtransaction rollback: a token verified inside it may have been rolled back.

@@ -141,14 +141,8 @@ fn run_due_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
 /// The due timers (in id order) grouped by shard, each group locked; timers another
 /// runner holds, or whose case moved since it was found, are left out.
 fn lock_by_shard(spi: &Spi, timers: Vec<(Item, i64)>) -> Vec<Vec<(Item, i64)>> {
-    let cases: Vec<[u8; 16]> = timers.iter().map(|(item, _)| item.case).collect();
-    let shards = crate::shards::shard_ids(spi, &cases);
-    let mut by_shard: std::collections::BTreeMap<i64, Vec<(Item, i64)>> = std::collections::BTreeMap::new();
-    for (timer, shard) in timers.into_iter().zip(shards) {
-        by_shard.entry(shard).or_default().push(timer);
-    }
-    by_shard
-        .into_values()
+    crate::shards::by_shard(spi, timers, |(item, _)| item.case)
+        .into_iter()
         .map(|group| {
             let ids: Vec<pgrx::Uuid> = group.iter().map(|(item, _)| pgrx::Uuid::from_bytes(item.case)).collect();
             let locked = spi.run(&LOCK_SHARD, &[ids.into_datum()], 0);
@@ -161,24 +155,24 @@ fn lock_by_shard(spi: &Spi, timers: Vec<(Item, i64)>) -> Vec<Vec<(Item, i64)>> {
 
 /// One row of run_due_transitions' result per timer; a refused one backs off.
 fn report(spi: &Spi, out: &Materialized, items: &[Item], versions: &[i64], outcomes: Vec<Outcome>) {
-        for ((item, version), outcome) in items.iter().zip(versions).zip(outcomes) {
-            out.put(&match outcome {
-                Outcome::Moved { to_state, .. } => {
-                    vec![Cell::Uuid(item.case), Cell::Text(Some(item.code.clone())), Cell::Bool(true), Cell::Text(Some(to_state)), Cell::Null, Cell::Null]
-                }
-                Outcome::Refused(r) => {
-                    defer(spi, &item.case, *version, &item.code, Some(&r.sqlstate), Some(&r.message));
-                    vec![
-                        Cell::Uuid(item.case),
-                        Cell::Text(Some(item.code.clone())),
-                        Cell::Bool(false),
-                        Cell::Null,
-                        Cell::Text(Some(r.sqlstate)),
-                        Cell::Text(Some(r.message)),
-                    ]
-                }
-            });
-        }
+    for ((item, version), outcome) in items.iter().zip(versions).zip(outcomes) {
+        out.put(&match outcome {
+            Outcome::Moved { to_state, .. } => {
+                vec![Cell::Uuid(item.case), Cell::Text(Some(item.code.clone())), Cell::Bool(true), Cell::Text(Some(to_state)), Cell::Null, Cell::Null]
+            }
+            Outcome::Refused(r) => {
+                defer(spi, &item.case, *version, &item.code, Some(&r.sqlstate), Some(&r.message));
+                vec![
+                    Cell::Uuid(item.case),
+                    Cell::Text(Some(item.code.clone())),
+                    Cell::Bool(false),
+                    Cell::Null,
+                    Cell::Text(Some(r.sqlstate)),
+                    Cell::Text(Some(r.message)),
+                ]
+            }
+        });
+    }
 }
 
 /// Records a refused timer and when to try it again; its timer_backoff row.

@@ -3,8 +3,8 @@
 //! In one transaction (seed 003 §6): lock the case row (§7.1; with expected_version the
 //! comparison happens under that lock, §7.2), decide from the cached rules and the
 //! guards' facts (the core's `decide`), append the history row and move the case in one
-//! statement (history::append; `ON CONFLICT DO NOTHING` (the command id is the key that can collide) makes a concurrent
-//! replay wait for the first and then return its row, §15), link the evidence, write
+//! statement (history::append; `ON CONFLICT DO NOTHING` on the command id makes a
+//! concurrent replay wait for the first and then return its row, §15), link the evidence, write
 //! the outbox event, store the guard audit. Two statements on the happy path of an
 //! unguarded rule, each a plan kept per backend.
 

@@ -133,7 +133,7 @@ fn migrate_cases(a: &Args) -> SmResult<pg_sys::Datum> {
             let found = spi.run(&CASES_OF_VERSION, &[Some(uuid_datum(&from_id))], 0);
             let ids: Vec<[u8; 16]> = (0..found.count).filter_map(|i| found.uuid(i, 1)).collect();
             let mut locked = Vec::with_capacity(ids.len());
-            for group in crate::shards::chunks(&spi, &ids, usize::MAX) {
+            for group in crate::shards::by_shard(&spi, ids, |id| *id) {
                 let group: Vec<pgrx::Uuid> = group.into_iter().map(pgrx::Uuid::from_bytes).collect();
                 locked.extend(copy(&spi.run(&LOCK_CASES_BY_ID, &[Some(uuid_datum(&from_id)), group.into_datum()], 0)));
             }
