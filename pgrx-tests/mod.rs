@@ -400,3 +400,15 @@ fn a_governed_column_follows_the_case_and_refuses_direct_writes() {
     assert_eq!(reconcile_rows(), 0);
     Spi::run("UPDATE public.item SET status = 'in stock' WHERE sku = 'P-1'").unwrap();
 }
+
+/// One node delegates nothing: the calls run here, and the worker's entry of a delegated
+/// call (src/delegation.rs) refuses, even for the owner.
+#[pg_test(error = "this installation does not delegate calls to the node of a case")]
+fn one_node_delegates_nothing() {
+    new_case();
+    assert_eq!(step("SUBMIT_CASE", "CASE_OWNER", ""), "SUBMITTED");
+    Spi::run(&format!(
+        "SELECT statemachine.transition_on_shard('{CASE}', 'ASSIGN_REVIEW', '{ACTOR}', 'SUPERVISOR', gen_random_uuid(), NULL, NULL, NULL, NULL, NULL, NULL, '{{}}', false, 'postgres')"
+    ))
+    .unwrap();
+}

@@ -30,22 +30,43 @@ static LOCK_CASE_VERSION: Stmt = Stmt {
           WHERE c.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
     args: &[UUID],
 };
-static ASSIGNMENT_BY_COMMAND: Stmt = Stmt {
-    sql: "SELECT a.case_id, a.assignee_id, a.role_code, a FROM ONLY statemachine.case_assignment a \
-          WHERE a.command_id OPERATOR(pg_catalog.=) $1",
-    args: &[UUID],
+/// What a command id recorded: across all cases, or (command_scope 'case') in its case.
+struct ByCommand {
+    across: Stmt,
+    in_case: Stmt,
+}
+macro_rules! assignment_by_command {
+    ($case:literal, $args:expr) => {
+        Stmt {
+            sql: concat!("SELECT a.case_id, a.assignee_id, a.role_code, a FROM ONLY statemachine.case_assignment a \
+                          WHERE a.command_id OPERATOR(pg_catalog.=) $1", $case),
+            args: $args,
+        }
+    };
+}
+static ASSIGNMENT_BY_COMMAND: ByCommand = ByCommand {
+    across: assignment_by_command!("", &[UUID]),
+    in_case: assignment_by_command!(" AND a.case_id OPERATOR(pg_catalog.=) $2", &[UUID, UUID]),
 };
 static INSERT_ASSIGNMENT: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_assignment AS a (id, case_id, assignee_id, role_code, assigned_by, assigned_at, command_id) \
           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING ROW(a.*)::statemachine.case_assignment",
     args: &[UUID, UUID, UUID, TEXT, UUID, TIMESTAMPTZ, UUID],
 };
-static RELEASE_BY_COMMAND: Stmt = Stmt {
-    sql: "SELECT a.case_id, a.assignee_id, a.role_code, r FROM ONLY statemachine.case_assignment_release r \
-          JOIN ONLY statemachine.case_assignment a \
-            ON a.case_id OPERATOR(pg_catalog.=) r.case_id AND a.id OPERATOR(pg_catalog.=) r.assignment_id \
-          WHERE r.command_id OPERATOR(pg_catalog.=) $1",
-    args: &[UUID],
+macro_rules! release_by_command {
+    ($case:literal, $args:expr) => {
+        Stmt {
+            sql: concat!("SELECT a.case_id, a.assignee_id, a.role_code, r FROM ONLY statemachine.case_assignment_release r \
+                          JOIN ONLY statemachine.case_assignment a \
+                            ON a.case_id OPERATOR(pg_catalog.=) r.case_id AND a.id OPERATOR(pg_catalog.=) r.assignment_id \
+                          WHERE r.command_id OPERATOR(pg_catalog.=) $1", $case),
+            args: $args,
+        }
+    };
+}
+static RELEASE_BY_COMMAND: ByCommand = ByCommand {
+    across: release_by_command!("", &[UUID]),
+    in_case: release_by_command!(" AND r.case_id OPERATOR(pg_catalog.=) $2", &[UUID, UUID]),
 };
 static INSERT_RELEASE: Stmt = Stmt {
     sql: "INSERT INTO statemachine.case_assignment_release AS r (assignment_id, released_by, released_at, command_id, case_id) \
@@ -86,8 +107,13 @@ impl AssignmentArgs {
     }
 
     /// An earlier use of the command id: the same command's row, or SM008.
-    fn replay(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> Option<SmResult<pg_sys::Datum>> {
-        let r = spi.run(by_command, &[Some(self.command_d)], 1);
+    fn replay(&self, spi: &Spi, by_command: &'static ByCommand, what: &str) -> Option<SmResult<pg_sys::Datum>> {
+        // command_scope 'case': the id names a command of this case only (as for transitions).
+        let r = if crate::remote_door::commands_per_case() {
+            spi.run(&by_command.in_case, &[Some(self.command_d), Some(self.case_d)], 1)
+        } else {
+            spi.run(&by_command.across, &[Some(self.command_d)], 1)
+        };
         let (case_id, assignee, role, row) = (r.uuid(0, 1)?, r.uuid(0, 2)?, r.text(0, 3)?, r.get(0, 4)?);
         if case_id == self.case_id && assignee == self.assignee && role == self.role {
             return Some(Ok(spi.keep(row)));
@@ -98,7 +124,7 @@ impl AssignmentArgs {
     }
 
     /// After an insert that appended nothing: the concurrent command that won, replayed.
-    fn lost_race(&self, spi: &Spi, by_command: &'static Stmt, what: &str) -> SmResult<pg_sys::Datum> {
+    fn lost_race(&self, spi: &Spi, by_command: &'static ByCommand, what: &str) -> SmResult<pg_sys::Datum> {
         self.replay(spi, by_command, what).unwrap_or_else(|| Err(Refusal::CommandInFlight.report(&CaseFacts::default())))
     }
 }
@@ -106,7 +132,7 @@ impl AssignmentArgs {
 /// What both functions do first: refuse inside a guard, read the arguments, lock the
 /// case, answer a replay (or SM008) of the command id, and check that the caller may
 /// assign. `Err(Ok(row))` is a replay.
-fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Result<(AssignmentArgs, Spi), SmResult<pg_sys::Datum>> {
+fn begin(a: &Args, function: &str, by_command: &'static ByCommand, what: &str) -> Result<(AssignmentArgs, Spi), SmResult<pg_sys::Datum>> {
     refuse_inside_guard(function).map_err(Err)?;
     let args = AssignmentArgs::read(a).map_err(Err)?;
     let spi = Spi::connect();
@@ -141,6 +167,15 @@ fn begin(a: &Args, function: &str, by_command: &'static Stmt, what: &str) -> Res
 }
 
 fn assign_case(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("assign_case")?;
+    if let Some(row) = crate::delegation::assignment(a, false)? {
+        return Ok(row);
+    }
+    assign_case_here(a)
+}
+
+/// assign_case on this node (also delegated to it: delegation.rs).
+pub(crate) fn assign_case_here(a: &Args) -> SmResult<pg_sys::Datum> {
     let (args, spi) = match begin(a, "assign_case", &ASSIGNMENT_BY_COMMAND, "assignment") {
         Ok(started) => started,
         Err(answer) => return answer,
@@ -174,6 +209,15 @@ fn assign_case(a: &Args) -> SmResult<pg_sys::Datum> {
 }
 
 fn release_assignment(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("release_assignment")?;
+    if let Some(row) = crate::delegation::assignment(a, true)? {
+        return Ok(row);
+    }
+    release_assignment_here(a)
+}
+
+/// release_assignment on this node (also delegated to it: delegation.rs).
+pub(crate) fn release_assignment_here(a: &Args) -> SmResult<pg_sys::Datum> {
     let (args, spi) = match begin(a, "release_assignment", &RELEASE_BY_COMMAND, "release") {
         Ok(started) => started,
         Err(answer) => return answer,

@@ -13,6 +13,19 @@ use statemachine_core::checks::{DRY_RUN, WRITE};
 use statemachine_core::{evaluate, CaseFacts, Refusal, Request, Supplied};
 
 fn available_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
+    if crate::delegation::read(a, true)? {
+        return Ok(pg_sys::Datum::from(0usize));
+    }
+    let rows = available_rows(a)?.unwrap_or_default();
+    // SAFETY: declared RETURNS TABLE(transition_code text, to_state text, requires_reason
+    // boolean, requires_evidence boolean, allowed boolean, blocked_by text).
+    unsafe { return_rows(a, &rows) };
+    Ok(pg_sys::Datum::from(0usize))
+}
+
+/// available_transitions' rows, here (also delegated: delegation.rs; None: sent back, a
+/// `sql` guard would run).
+pub(crate) fn available_rows(a: &Args) -> SmResult<Option<Vec<Vec<Cell>>>> {
     let case_d = a.required(0, "case_id")?;
     let case_id = a.uuid(0, "case_id")?;
     let role = a.opt_text(1);
@@ -21,6 +34,9 @@ fn available_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
         let spi = Spi::connect();
         let (current, entered_at, version_id) = case_file::read(&spi, case_d, &case_id)?;
         let machine = machines::get(&spi, &version_id);
+        if crate::delegation::here() && machine.legal_rules(&current).any(|r| r.runs_sql()) {
+            return Ok(None);
+        }
         let now = history::now();
         let mut db = DbFacts { spi: &spi, case_d, entered_at, now };
         machine
@@ -49,13 +65,22 @@ fn available_transitions(a: &Args) -> SmResult<pg_sys::Datum> {
             })
             .collect()
     };
-    // SAFETY: declared RETURNS TABLE(transition_code text, to_state text, requires_reason
-    // boolean, requires_evidence boolean, allowed boolean, blocked_by text).
+    Ok(Some(rows))
+}
+
+fn check_transition(a: &Args) -> SmResult<pg_sys::Datum> {
+    if crate::delegation::read(a, false)? {
+        return Ok(pg_sys::Datum::from(0usize));
+    }
+    let rows = check_rows(a)?.unwrap_or_default();
+    // SAFETY: declared RETURNS TABLE(check_name text, passed boolean, detail text).
     unsafe { return_rows(a, &rows) };
     Ok(pg_sys::Datum::from(0usize))
 }
 
-fn check_transition(a: &Args) -> SmResult<pg_sys::Datum> {
+/// check_transition's rows, here (also delegated: delegation.rs; None: sent back, a `sql`
+/// guard would run).
+pub(crate) fn check_rows(a: &Args) -> SmResult<Option<Vec<Vec<Cell>>>> {
     let case_d = a.required(0, "case_id")?;
     let case_id = a.uuid(0, "case_id")?;
     let code = a.text(1, "transition_code")?;
@@ -79,6 +104,7 @@ fn check_transition(a: &Args) -> SmResult<pg_sys::Datum> {
                 };
                 vec![row("rule", false, detail)]
             }
+            Ok(rule) if crate::delegation::here() && rule.runs_sql() => return Ok(None),
             Ok(rule) => {
                 let req = Request {
                     case_id,
@@ -97,9 +123,7 @@ fn check_transition(a: &Args) -> SmResult<pg_sys::Datum> {
             }
         }
     };
-    // SAFETY: declared RETURNS TABLE(check_name text, passed boolean, detail text).
-    unsafe { return_rows(a, &rows) };
-    Ok(pg_sys::Datum::from(0usize))
+    Ok(Some(rows))
 }
 
 sql_function!(sm_available_transitions, pg_finfo_sm_available_transitions, available_transitions);

@@ -67,7 +67,8 @@ pub fn open(grants: &'static [Grant]) -> Open {
     });
     // On a distributed installation the rows may live on other nodes: carry the door
     // there (remote_door.rs).
-    let remote = crate::remote_door::distributed();
+    // (A call delegated to this node writes only here: delegation.rs.)
+    let remote = crate::remote_door::distributed() && !crate::delegation::here();
     if remote {
         crate::remote_door::publish(Some(&open_grants()));
     }
@@ -220,7 +221,8 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         IN_GUARD.with(|n| n.set(0));
         GLASS.with(|g| g.set(None));
         DISTRIBUTING.with(|d| d.set(false));
-        crate::remote_door::at_transaction_end();
+        let committed = matches!(event, pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT);
+        crate::remote_door::at_transaction_end(committed);
     }
 }
 

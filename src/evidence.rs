@@ -99,6 +99,15 @@ pub fn link(spi: &Spi, case_id: &[u8; 16], transition_id: &[u8; 16], links: &[([
 
 fn add_evidence(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("add_evidence")?;
+    if let Some(id) = crate::delegation::add_evidence(a)? {
+        return Ok(uuid_datum(&id));
+    }
+    add_evidence_here(a)
+}
+
+/// add_evidence on this node (also delegated to it: delegation.rs).
+pub(crate) fn add_evidence_here(a: &Args) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard("add_evidence")?;
     let case_d = a.required(0, "case_id")?;
     let evidence_type = a.text(1, "evidence_type")?;
     let storage_uri = a.text(2, "storage_uri")?;

@@ -34,11 +34,15 @@ static PRIOR_ACTOR: Stmt = Stmt {
 };
 /// The actor id standing for the session user (keyed with the installation secret).
 static DATABASE_ACTOR_ID: Stmt = Stmt {
-    sql: "SELECT statemachine.database_actor_id()",
-    args: &[],
+    sql: "SELECT statemachine.database_actor_id($1::pg_catalog.name)",
+    args: &[TEXT],
 };
 /// The session user's name (the database identity of the caller).
 pub fn session_user() -> String {
+    // A call delegated from the coordinator is its session user's (delegation.rs).
+    if let Some((_, caller)) = crate::delegation::caller() {
+        return caller;
+    }
     // SAFETY: catalog lookup of the session user's name (missing_ok); the palloc'd C string
     // is copied at once.
     unsafe {
@@ -52,9 +56,18 @@ pub fn session_user() -> String {
     }
 }
 
+/// The session user's role (a delegated call's: the coordinator's session user).
+pub fn session_user_id() -> pg_sys::Oid {
+    match crate::delegation::caller() {
+        Some((oid, _)) => oid,
+        // SAFETY: the session user's id, set at connection start.
+        None => unsafe { pg_sys::GetSessionUserId() },
+    }
+}
+
 /// The actor id that stands for the session user (statemachine.database_actor_id()).
 pub fn database_actor_id(spi: &Spi) -> Option<[u8; 16]> {
-    spi.run(&DATABASE_ACTOR_ID, &[], 1).uuid(0, 1)
+    spi.run(&DATABASE_ACTOR_ID, &[Some(text_datum(&session_user()))], 1).uuid(0, 1)
 }
 
 /// Under role_source database: SM006 unless the session user is a member of `role` (when
@@ -88,7 +101,7 @@ pub fn membership(role: &str) -> Membership {
         let role_oid = pg_sys::get_role_oid(c_role.as_ptr(), true);
         if role_oid == pg_sys::InvalidOid {
             Membership::NoSuchRole { session_user }
-        } else if pg_sys::is_member_of_role(pg_sys::GetSessionUserId(), role_oid) {
+        } else if pg_sys::is_member_of_role(session_user_id(), role_oid) {
             Membership::Member
         } else {
             Membership::NotMember { session_user }
@@ -132,9 +145,7 @@ impl AsUser {
 
     /// A `sql` guard's surroundings while it runs.
     fn session_user_restricted() -> AsUser {
-        // SAFETY: the session user's id, set at connection start.
-        let session_user = unsafe { pg_sys::GetSessionUserId() };
-        AsUser::enter(session_user, pg_sys::SECURITY_RESTRICTED_OPERATION, true)
+        AsUser::enter(session_user_id(), pg_sys::SECURITY_RESTRICTED_OPERATION, true)
     }
 }
 

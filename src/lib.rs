@@ -37,6 +37,7 @@ pub mod corrections;
 pub mod creation;
 pub mod ddl_guard;
 pub mod definitions;
+pub mod delegation;
 pub mod diagram;
 pub mod dimensions;
 pub mod distribute;
@@ -70,12 +71,14 @@ pgrx::extension_sql_file!("../sql/pg_statemachine--0.1.0--0.2.0.sql", name = "v0
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
 pgrx::extension_sql_file!("../sql/pg_statemachine--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
-pgrx::extension_sql_file!("../sql/pg_statemachine--0.5.0--0.6.0.sql", name = "v0_6_0", finalize);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
+pgrx::extension_sql_file!("../sql/pg_statemachine--0.6.0--0.7.0.sql", name = "v0_7_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     door::register_callbacks();
     remote_door::define_setting();
+    delegation::define_setting();
     governance::register_callbacks();
     sql_guard::register_callbacks();
 }

@@ -2,7 +2,7 @@
 //! transaction ([`emit`]), and the consumer side, claim_outbox and ack_outbox, which
 //! only move the delivery columns.
 
-use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
+use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
 use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::{history, sql_function};
@@ -60,6 +60,10 @@ static INSERT_EVENT_OF_CASE: Stmt = Stmt {
         "RETURNING o.event_type, o.aggregate_id"),
     args: &[UUID, TEXT, UUID, UUID],
 };
+static NOTIFY_PAYLOADS: Stmt = Stmt {
+    sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', p) FROM pg_catalog.unnest($1::pg_catalog.text[]) p",
+    args: &[TEXT_ARRAY],
+};
 static NOTIFY: Stmt = Stmt {
     sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', u.event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) u.case_id::pg_catalog.text) \
           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS u(event_type, case_id)",
@@ -97,7 +101,16 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz, 
         }
         None => note(&spi.run(&INSERT_EVENTS_DISTRIBUTED, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0)),
     }
+    let payloads = notified_types.iter().zip(&notified_cases).map(|(t, c)| format!("{t} {}", uuid_string(c.as_bytes())));
+    if crate::delegation::keep_notifications(payloads) {
+        return;
+    }
     spi.run(&NOTIFY, &[notified_types.into_datum(), notified_cases.into_datum()], 0);
+}
+
+/// Sends NOTIFY payloads a delegated call handed back (delegation.rs), a text[] datum.
+pub fn notify_payloads(spi: &Spi, payloads: pg_sys::Datum) {
+    spi.run(&NOTIFY_PAYLOADS, &[Some(payloads)], 0);
 }
 
 /// Pending events (`$now`: the clock a lease is compared with) in creation order, those

@@ -31,6 +31,9 @@ thread_local! {
     /// Whether this installation is distributed, per transaction (None: not looked yet),
     /// and whether its command ids are unique per case only.
     static DISTRIBUTED: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Once seen distributed, an installation stays so (there is no way back, and the
+    /// command scope is chosen once), so a backend looks only until it has seen it.
+    static SEEN_DISTRIBUTED: Cell<bool> = const { Cell::new(false) };
     static CASE_SCOPE: Cell<bool> = const { Cell::new(false) };
     /// The installation secret (one row, never changes once written).
     static SECRET: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
@@ -103,6 +106,9 @@ pub fn define_setting() {
 /// The installation is distributed (citus is installed and case_file is one of its
 /// tables); looked up once per transaction.
 pub fn distributed() -> bool {
+    if SEEN_DISTRIBUTED.with(Cell::get) {
+        return true;
+    }
     if let Some(d) = DISTRIBUTED.with(Cell::get) {
         return d;
     }
@@ -118,6 +124,7 @@ pub fn distributed() -> bool {
     };
     DISTRIBUTED.with(|c| c.set(Some(d)));
     CASE_SCOPE.with(|c| c.set(case_scope));
+    // Kept past this transaction once it has committed (at_transaction_end).
     d
 }
 
@@ -207,7 +214,7 @@ fn current_transaction(spi: &Spi) -> (i32, u64, i64) {
 
 /// Makes Citus give this transaction its distributed id now (as it does before its first
 /// remote command), so the token names the id the other nodes will see.
-fn use_coordinated_transaction() {
+pub(crate) fn use_coordinated_transaction() {
     // SAFETY: looks the symbol up in citus's library (loaded: citus is preloaded on every
     // node of a cluster); UseCoordinatedTransaction takes and returns nothing, and is what
     // Citus itself calls before its first remote command of a transaction.
@@ -331,7 +338,11 @@ pub fn admits_ddl() -> bool {
 }
 
 /// Transaction end: forget what was verified, burnt and looked up.
-pub fn at_transaction_end() {
+pub fn at_transaction_end(committed: bool) {
+    // A distributed installation seen by a committed transaction stays distributed.
+    if committed && DISTRIBUTED.with(Cell::get) == Some(true) {
+        SEEN_DISTRIBUTED.with(|c| c.set(true));
+    }
     DISTRIBUTED.with(|c| c.set(None));
     VERIFIED.with(|v| *v.borrow_mut() = None);
     BURNT.with(|b| *b.borrow_mut() = (0, HashSet::new()));

@@ -36,6 +36,11 @@ static INSERT_GUARD_RESULTS: Stmt = Stmt {
 fn transition_case(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("transition_case")?;
     let case_d = a.required(0, "case_id")?;
+    if a.is_null(12) {
+        if let Some(row) = crate::delegation::transition(a, false)? {
+            return Ok(row);
+        }
+    }
     let spi = Spi::connect();
     match a.opt_text(12) {
         // An explicit dimension: the case's own machine, or one attached to it.
@@ -57,8 +62,20 @@ fn transition_case(a: &Args) -> SmResult<pg_sys::Datum> {
 fn transition_to(a: &Args) -> SmResult<pg_sys::Datum> {
     refuse_inside_guard("transition_to")?;
     let case_d = a.required(0, "case_id")?;
+    if let Some(row) = crate::delegation::transition(a, true)? {
+        return Ok(row);
+    }
     let spi = Spi::connect();
     transition_in(a, &spi, case_d, false, true)
+}
+
+/// A transition delegated to this node (delegation.rs): transition_case's arguments 0-11,
+/// by state for transition_to. What needs other cases is sent back unwritten.
+pub(crate) fn on_this_node(a: &Args, by_state: bool) -> SmResult<pg_sys::Datum> {
+    refuse_inside_guard(if by_state { "transition_to" } else { "transition_case" })?;
+    let case_d = a.required(0, "case_id")?;
+    let spi = Spi::connect();
+    transition_in(a, &spi, case_d, !by_state, by_state)
 }
 
 /// transition_case on one case row. `find_dimension`: a code the case's machine does not
@@ -85,6 +102,10 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
         let refusal = Refusal::UnknownCase { case_id: facts.case_id.clone() };
         return replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
     };
+    // A delegated call stays on its case: a family of dimensions may live on other shards.
+    if crate::delegation::here() && (locked.root_id.is_some() || locked.has_dimensions) {
+        return Ok(crate::delegation::send_back());
+    }
     let facts = CaseFacts { case_id: uuid_string(&case_id), current_state: locked.current.clone() };
     let refuse = |refusal: Refusal| replay_or_refuse(spi, command_d, &case_id, requested, refusal, &facts);
     let machine = machines::get(spi, &locked.version_id);
@@ -96,6 +117,10 @@ fn transition_in(a: &Args, spi: &Spi, case_d: pg_sys::Datum, find_dimension: boo
     } else {
         target.clone()
     };
+    // ... and a `sql` guard's SQL may read any case.
+    if crate::delegation::here() && machine.rule(&locked.current, &code).is_some_and(|r| r.runs_sql()) {
+        return Ok(crate::delegation::send_back());
+    }
     if find_dimension && locked.has_dimensions && !machine.has_code(&code) {
         if let Some(dimension) = dimension_with_code(spi, case_d, &code) {
             return transition_in(a, spi, uuid_datum(&dimension), false, false);

@@ -85,6 +85,9 @@ pub enum Refusal {
     InvalidArgument { name: String, problem: String },
     /// statemachine.distribute() on a database that cannot be distributed (55000).
     NotDistributable { problem: String, hint: String },
+    /// statemachine.transition_on_shard (internal) on an installation that does not
+    /// delegate calls to the case's node (55000).
+    NotDelegating,
     /// A function a distributed installation does not offer (yet) (0A000).
     NotOnDistributed { function: String, why: String },
     /// create_case for a case id or case number that exists, under another command (23505).
@@ -236,7 +239,7 @@ impl Refusal {
             Refusal::InvalidDefinition { .. } => INVALID_DEFINITION,
             Refusal::NullArgument { .. } => "22004",
             Refusal::EmptyArgument { .. } | Refusal::InvalidArgument { .. } => "22023",
-            Refusal::NotDistributable { .. } => "55000",
+            Refusal::NotDistributable { .. } | Refusal::NotDelegating => "55000",
             Refusal::NotOnDistributed { .. } => "0A000",
             Refusal::CaseExists { .. } => "23505",
             Refusal::CommandInFlight => "40001",
@@ -541,6 +544,11 @@ impl Refusal {
             Refusal::NullArgument { name } => (format!("{name} must not be NULL"), None, None),
             Refusal::EmptyArgument { name } => (format!("{name} must not be empty"), None, None),
             Refusal::InvalidArgument { name, problem } => (format!("invalid {name}: {problem}"), None, None),
+            Refusal::NotDelegating => (
+                "this installation does not delegate calls to the node of a case".into(),
+                Some("transition_on_shard serves distributed installations whose command ids are unique per case (statemachine.distribute(command_scope => 'case')).".into()),
+                Some("It is internal: call transition_case or transition_to.".into()),
+            ),
             Refusal::NotOnDistributed { function, why } => (
                 format!("{function} is not supported on a distributed installation"),
                 Some(why.clone()),

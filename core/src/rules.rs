@@ -47,6 +47,10 @@ impl Rule {
     pub fn requires_evidence(&self) -> bool {
         self.evidence.is_required()
     }
+    /// Does judging this rule call a `sql` guard (user SQL, which may read anything)?
+    pub fn runs_sql(&self) -> bool {
+        self.guards.iter().any(|g| matches!(g.spec, crate::definition::GuardSpec::Sql { .. }))
+    }
 }
 
 #[derive(Debug)]

@@ -532,3 +532,21 @@ fn rules_differ_names_a_rule_added_changed_or_missing() {
     assert_eq!(fewer.rules_differ(&published).as_deref(), Some("rule SUBMIT_CASE from DRAFT to SUBMITTED of the published definition is missing"));
     assert_eq!(published.rules_differ(&fewer).as_deref(), Some("rule SUBMIT_CASE from DRAFT to SUBMITTED is not in the published definition"));
 }
+
+/// A delegated call is sent back from the worker exactly when judging its rule calls user
+/// SQL (src/delegation.rs): only a rule with a `sql` guard says so.
+#[test]
+fn only_rules_with_sql_guards_run_sql() {
+    let m = compile(json!({
+        "machine": "delegable",
+        "states": [{"code": "A", "initial": true}, {"code": "B", "terminal": true}, {"code": "C", "terminal": true}],
+        "transitions": [
+            {"code": "PLAIN", "from": "A", "to": "B", "roles": ["R"], "guards": [{"guard": "distinct_actor", "transition": "PLAIN"}]},
+            {"code": "USER_SQL", "from": "A", "to": "C", "guards": [{"guard": "sql", "name": "min_reviewers", "params": {"n": 2}}]}
+        ]
+    }));
+    assert!(!m.rule("A", "PLAIN").expect("PLAIN from A").runs_sql());
+    assert!(m.rule("A", "USER_SQL").expect("USER_SQL from A").runs_sql());
+    assert_eq!(m.legal_rules("A").filter(|r| r.runs_sql()).count(), 1);
+    assert!(!machine().legal_rules("DRAFT").any(|r| r.runs_sql()));
+}

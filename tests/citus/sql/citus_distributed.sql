@@ -267,6 +267,21 @@ CREATE TABLE public.offer_row (id int PRIMARY KEY, status text);
 SELECT statemachine.govern_table('public.offer_row', 'id', 'status', 'offer');
 \echo :LAST_ERROR_SQLSTATE
 
+-- command_scope 'installation' does not delegate calls to the case's node (a command id
+-- is looked for across the shards, under the coordinator's lock): no statement to the
+-- worker's entry, and the entry itself refuses.
+SELECT current_state FROM statemachine.create_case('offer', 'OF-90', 'a0000000-0000-0000-0000-000000000001', 'SALES',
+       'c0000000-0000-0000-0000-000000000089', case_id => '0f000000-0000-0000-0000-000000000090');
+SET citus.log_remote_commands = on;
+SET citus.grep_remote_commands = '%transition_on_shard%';
+SELECT to_state FROM statemachine.transition_case('0f000000-0000-0000-0000-000000000090', 'ACCEPT',
+       'a0000000-0000-0000-0000-000000000004', 'CLIENT', 'c0000000-0000-0000-0000-000000000090');
+RESET citus.grep_remote_commands;
+RESET citus.log_remote_commands;
+SELECT statemachine.transition_on_shard('0f000000-0000-0000-0000-000000000090', 'ACCEPT', 'a0000000-0000-0000-0000-000000000004', 'CLIENT',
+       'c0000000-0000-0000-0000-000000000091', NULL, NULL, NULL, NULL, NULL, NULL, '{}', false, 'postgres');
+\echo :LAST_ERROR_SQLSTATE
+
 SELECT count(*) AS history_problems FROM statemachine.verify_history();
 SELECT count(*) AS reconcile_rows FROM statemachine.reconcile();
 SELECT count(*) AS weaknesses FROM statemachine.guard_weaknesses();
