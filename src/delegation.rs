@@ -80,6 +80,38 @@ pub fn here() -> bool {
     HERE.with(|h| h.borrow().is_some())
 }
 
+/// This backend was opened by Citus for a session on another node (the executor's
+/// connections, run_command_on_*, a query pushed down to the shards): the application_name
+/// it started with says so — the setting's reset value, which a SET does not change.
+pub fn relayed_by_citus() -> bool {
+    // SAFETY: looks up a built-in setting by name; the result is the GUC machinery's own
+    // NUL-terminated string (or NULL), read at once.
+    let name = unsafe {
+        let p = pg_sys::GetConfigOptionResetString(c"application_name".as_ptr());
+        if p.is_null() {
+            return false;
+        }
+        std::ffi::CStr::from_ptr(p).to_bytes()
+    };
+    [&b"citus_internal gpid="[..], b"citus_run_command gpid=", b"citus_rebalancer gpid="].iter().any(|p| name.starts_with(p))
+}
+
+/// Refuses (42501) to take a relayed backend's session user for the caller: Citus opens it
+/// as whatever role the session on the other node had SET ROLE to, so a member of a LOGIN
+/// role would act as that role here. Delegated calls carry their caller instead.
+pub fn refuse_relayed_identity() {
+    if relayed_by_citus() {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "a call relayed by Citus from another node has no caller of its own",
+            "pg_statemachine",
+        )
+        .set_detail("This session was opened by Citus for a session on another node (run_command_on_workers, a query pushed down to the shards) as the role that session had set; the extension does not take it for the caller.")
+        .set_hint("Call the function on the coordinator, or on a node you connect to yourself.")
+        .report(pgrx::PgLogLevel::ERROR);
+    }
+}
+
 /// The session user the delegated call running here was made by (None: not delegated).
 pub fn caller() -> Option<(pg_sys::Oid, String)> {
     HERE.with(|h| h.borrow().as_ref().map(|d| (d.caller_oid, d.caller.clone())))
@@ -108,11 +140,14 @@ pub fn keep_notifications(payloads: impl Iterator<Item = String>) -> bool {
     })
 }
 
-/// Does this call run on the case's node? (Not when it already runs there.)
-fn delegating() -> bool {
-    // SAFETY: the GUC machinery's bool, read in this backend's only thread.
-    let delegate = unsafe { DELEGATE_CALLS };
-    delegate && !here() && crate::remote_door::commands_per_case()
+/// Does this call run on the case's node? (Not when it already runs there, and not a
+/// write in a read-only transaction: Citus passes a transaction's read-only mode to the
+/// workers only for `BEGIN READ ONLY`, so the coordinator runs it and refuses it, 25006.)
+fn delegating(writes: bool) -> bool {
+    // SAFETY: the GUC machinery's bool and the transaction's read-only flag, read in this
+    // backend's only thread.
+    let (delegate, read_only) = unsafe { (DELEGATE_CALLS, pg_sys::XactReadOnly) };
+    delegate && !(writes && read_only) && !here() && crate::remote_door::commands_per_case()
 }
 
 /// Runs a statement routed to the case's node (`$1` the case): the call's first `n`
@@ -123,12 +158,24 @@ fn delegating() -> bool {
 fn route<'s>(spi: &'s Spi, stmt: &'static Stmt, a: &Args, n: usize, extra: &[Option<pg_sys::Datum>], writes: bool) -> SmResult<Rows<'s>> {
     if writes {
         crate::remote_door::use_coordinated_transaction();
+        // Citus counts the routed SELECT as a read: a worker whose commit then failed would
+        // be a warning while the caller's transaction commits. A write of no row on the
+        // case's shard, first, makes that connection a writer (and the SELECT must follow
+        // it there): its commit failing fails the caller's, two workers written use 2PC.
+        keeping_sqlstate(|| spi.run(&MARK_WRITTEN, &[a.datum(0)], 0))?;
     }
     let mut args: Vec<Option<pg_sys::Datum>> = (0..n).map(|i| a.datum(i)).collect();
     args.extend_from_slice(extra);
     args.push(Some(crate::fmgr::text_datum(&crate::facts::session_user())));
     keeping_sqlstate(|| spi.run(stmt, &args, 0))
 }
+
+/// An UPDATE of no row (state_version is never negative), routed to the case's shard.
+static MARK_WRITTEN: Stmt = Stmt {
+    sql: "UPDATE ONLY statemachine.case_file c SET metadata = c.metadata \
+          WHERE c.id OPERATOR(pg_catalog.=) $1 AND c.state_version OPERATOR(pg_catalog.<) 0",
+    args: &[UUID],
+};
 
 /// The coordinator's side of transition_case / transition_to: routed to the case's node
 /// with their arguments 0-11, by state, and the caller. No row: no such case there.
@@ -168,7 +215,7 @@ static DELEGATE_AVAILABLE: Stmt = Stmt {
 /// Runs a transition on the case's node when this installation delegates: its history
 /// row, or None when the coordinator must run it (not delegating, no such case, sent back).
 pub fn transition(a: &Args, by_state: bool) -> SmResult<Option<pg_sys::Datum>> {
-    if !delegating() {
+    if !delegating(true) {
         return Ok(None);
     }
     let spi = Spi::connect();
@@ -183,7 +230,7 @@ pub fn transition(a: &Args, by_state: bool) -> SmResult<Option<pg_sys::Datum>> {
 
 /// add_evidence on the case's node: the evidence id, or None (not delegating, no such case).
 pub fn add_evidence(a: &Args) -> SmResult<Option<[u8; 16]>> {
-    if !delegating() {
+    if !delegating(true) {
         return Ok(None);
     }
     let spi = Spi::connect();
@@ -193,7 +240,7 @@ pub fn add_evidence(a: &Args) -> SmResult<Option<[u8; 16]>> {
 /// assign_case / release_assignment on the case's node: the row, or None (not
 /// delegating, no such case).
 pub fn assignment(a: &Args, release: bool) -> SmResult<Option<pg_sys::Datum>> {
-    if !delegating() {
+    if !delegating(true) {
         return Ok(None);
     }
     let spi = Spi::connect();
@@ -205,7 +252,7 @@ pub fn assignment(a: &Args, release: bool) -> SmResult<Option<pg_sys::Datum>> {
 /// result: true, or false when the coordinator must answer (not delegating, no such case,
 /// sent back: a first row whose first column is NULL).
 pub fn read(a: &Args, available: bool) -> SmResult<bool> {
-    if !delegating() {
+    if !delegating(false) {
         return Ok(false);
     }
     let spi = Spi::connect();
@@ -301,8 +348,10 @@ fn role_oid(name: &str) -> SmResult<pg_sys::Oid> {
     Ok(unsafe { pg_sys::get_role_oid(c_name.as_ptr(), false) })
 }
 
-/// `citus.allow_nested_distributed_execution` on for the delegated call only: a GUC nest
-/// level, undone when dropped (an error's rollback undoes it otherwise).
+/// `citus.allow_nested_distributed_execution` on for the delegated call only, and local
+/// execution on (a session that turned it off would send the call's own statements over
+/// a connection, where its door is not): a GUC nest level, undone when dropped (an
+/// error's rollback undoes it otherwise).
 struct NestedExecution(i32);
 
 impl NestedExecution {
@@ -311,16 +360,18 @@ impl NestedExecution {
         // SAVE-action setting, popped by AtEOXact_GUC in Drop; the strings are static.
         unsafe {
             let level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"citus.allow_nested_distributed_execution".as_ptr(),
-                c"on".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
+            for name in [c"citus.allow_nested_distributed_execution", c"citus.enable_local_execution"] {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    c"on".as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
             NestedExecution(level)
         }
     }

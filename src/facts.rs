@@ -43,6 +43,7 @@ pub fn session_user() -> String {
     if let Some((_, caller)) = crate::delegation::caller() {
         return caller;
     }
+    crate::delegation::refuse_relayed_identity();
     // SAFETY: catalog lookup of the session user's name (missing_ok); the palloc'd C string
     // is copied at once.
     unsafe {
@@ -60,8 +61,11 @@ pub fn session_user() -> String {
 pub fn session_user_id() -> pg_sys::Oid {
     match crate::delegation::caller() {
         Some((oid, _)) => oid,
-        // SAFETY: the session user's id, set at connection start.
-        None => unsafe { pg_sys::GetSessionUserId() },
+        None => {
+            crate::delegation::refuse_relayed_identity();
+            // SAFETY: the session user's id, set at connection start.
+            unsafe { pg_sys::GetSessionUserId() }
+        }
     }
 }
 

@@ -127,6 +127,21 @@ SELECT statemachine.transition_case(v.id, 'ACCEPT', 'a0000000-0000-0000-0000-000
                ('de000000-0000-0000-0000-000000000001'::uuid, 'c0000000-0000-0000-0000-000000000041'::uuid)) v(id, command);
 \echo :LAST_ERROR_SQLSTATE
 SELECT current_state, state_version FROM statemachine.case_file WHERE id = 'de000000-0000-0000-0000-000000000005';
+-- A read-only transaction writes nothing, delegated or not (Citus passes the mode on to
+-- the workers only for BEGIN READ ONLY): such writes run from the coordinator, refused.
+BEGIN;
+SET TRANSACTION READ ONLY;
+SELECT statemachine.transition_case('de000000-0000-0000-0000-000000000005', 'ACCEPT', 'a0000000-0000-0000-0000-000000000002', 'CLIENT',
+       'c0000000-0000-0000-0000-000000000042');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SET default_transaction_read_only = on;
+SELECT statemachine.add_evidence('de000000-0000-0000-0000-000000000005', 'QUOTE', 's3://e/q6.pdf', 'sha256:6',
+       'a0000000-0000-0000-0000-000000000001');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS checks FROM statemachine.check_transition('de000000-0000-0000-0000-000000000005', 'ACCEPT',
+       'a0000000-0000-0000-0000-000000000002', 'CLIENT');
+RESET default_transaction_read_only;
 -- 4. Sent back, run from the coordinator: a case with dimensions (the code is the SLA's)...
 SELECT machine, to_state FROM statemachine.transition_case('de100000-0000-0000-0000-000000000001', 'FLAG_AT_RISK',
        'a0000000-0000-0000-0000-000000000001', 'SUPERVISOR', 'c0000000-0000-0000-0000-000000000017');
@@ -157,13 +172,19 @@ SELECT to_state, recorded_by, actor_id = :'app_actor' AS own_actor FROM statemac
 SELECT statemachine.transition_on_shard('de000000-0000-0000-0000-000000000006', 'ACCEPT', 'a0000000-0000-0000-0000-000000000002', 'CLIENT',
        'c0000000-0000-0000-0000-000000000023', NULL, NULL, NULL, NULL, NULL, NULL, '{}', false, 'postgres');
 \echo :LAST_ERROR_SQLSTATE
--- Not on a worker either (run_command_on_workers connects as the session's user).
+-- Not the worker's entry either (run_command_on_workers connects as the session's user).
 RESET citus.grep_remote_commands;
 RESET citus.log_remote_commands;
 SELECT DISTINCT success, result FROM run_command_on_workers($$
     SELECT statemachine.transition_on_shard('de000000-0000-0000-0000-000000000006', 'ACCEPT', 'a0000000-0000-0000-0000-000000000002', 'CLIENT',
        'c0000000-0000-0000-0000-000000000023', NULL, NULL, NULL, NULL, NULL, NULL, '{}', false, 'postgres')$$);
 RESET SESSION AUTHORIZATION;
+-- A call relayed by Citus from another node has no caller of its own (Citus opens that
+-- session as whatever role the session here had SET ROLE to): refused, 42501, for
+-- a superuser too.
+SELECT DISTINCT success, result FROM run_command_on_workers($$
+    SELECT statemachine.transition_case('de000000-0000-0000-0000-000000000006', 'ACCEPT', 'a0000000-0000-0000-0000-000000000002',
+           'CLIENT', 'c0000000-0000-0000-0000-000000000024')$$);
 -- Writes around the write path are still SM007, through the coordinator and on the
 -- workers' shards, as superuser.
 UPDATE statemachine.case_file SET current_state = 'ACCEPTED' WHERE id = 'de000000-0000-0000-0000-000000000006';
