@@ -158,11 +158,6 @@ fn delegating(writes: bool) -> bool {
 fn route<'s>(spi: &'s Spi, stmt: &'static Stmt, a: &Args, n: usize, extra: &[Option<pg_sys::Datum>], writes: bool) -> SmResult<Rows<'s>> {
     if writes {
         crate::remote_door::use_coordinated_transaction();
-        // Citus counts the routed SELECT as a read: a worker whose commit then failed would
-        // be a warning while the caller's transaction commits. A write of no row on the
-        // case's shard, first, makes that connection a writer (and the SELECT must follow
-        // it there): its commit failing fails the caller's, two workers written use 2PC.
-        keeping_sqlstate(|| spi.run(&MARK_WRITTEN, &[a.datum(0)], 0))?;
     }
     let mut args: Vec<Option<pg_sys::Datum>> = (0..n).map(|i| a.datum(i)).collect();
     args.extend_from_slice(extra);
@@ -170,34 +165,39 @@ fn route<'s>(spi: &'s Spi, stmt: &'static Stmt, a: &Args, n: usize, extra: &[Opt
     keeping_sqlstate(|| spi.run(stmt, &args, 0))
 }
 
-/// An UPDATE of no row (state_version is never negative), routed to the case's shard.
-static MARK_WRITTEN: Stmt = Stmt {
-    sql: "UPDATE ONLY statemachine.case_file c SET metadata = c.metadata \
-          WHERE c.id OPERATOR(pg_catalog.=) $1 AND c.state_version OPERATOR(pg_catalog.<) 0",
-    args: &[UUID],
-};
+/// A delegated write's statement opens with an UPDATE of no row (state_version is never
+/// negative) on the case's shard: Citus counts a routed SELECT as a read, and a reader's
+/// failed commit is only a warning while the caller's transaction commits. The UPDATE makes
+/// the statement a write: the worker's commit failing fails the caller's, two workers
+/// written commit with 2PC.
+macro_rules! written {
+    ($select:literal) => {
+        concat!("WITH written AS (UPDATE ONLY statemachine.case_file w SET metadata = w.metadata \
+                 WHERE w.id OPERATOR(pg_catalog.=) $1 AND w.state_version OPERATOR(pg_catalog.<) 0 RETURNING 1) ", $select)
+    };
+}
 
 /// The coordinator's side of transition_case / transition_to: routed to the case's node
 /// with their arguments 0-11, by state, and the caller. No row: no such case there.
 static DELEGATE_TRANSITION: Stmt = Stmt {
-    sql: "SELECT d.transition, d.notifications FROM ONLY statemachine.case_file c, \
+    sql: written!("SELECT d.transition, d.notifications FROM ONLY statemachine.case_file c, \
           LATERAL statemachine.transition_on_shard(c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) d \
-          WHERE c.id OPERATOR(pg_catalog.=) $1",
+          WHERE c.id OPERATOR(pg_catalog.=) $1"),
     args: &[UUID, TEXT, UUID, TEXT, UUID, TEXT, TEXT, INT8, UUID_ARRAY, UUID, UUID, JSONB, BOOL, TEXT],
 };
 static DELEGATE_EVIDENCE: Stmt = Stmt {
-    sql: "SELECT d FROM ONLY statemachine.case_file c, LATERAL statemachine.add_evidence_on_shard(c.id, $2, $3, $4, $5, $6) d \
-          WHERE c.id OPERATOR(pg_catalog.=) $1",
+    sql: written!("SELECT d FROM ONLY statemachine.case_file c, LATERAL statemachine.add_evidence_on_shard(c.id, $2, $3, $4, $5, $6) d \
+          WHERE c.id OPERATOR(pg_catalog.=) $1"),
     args: &[UUID, TEXT, TEXT, TEXT, UUID, TEXT],
 };
 static DELEGATE_ASSIGN: Stmt = Stmt {
-    sql: "SELECT ROW(d.*)::statemachine.case_assignment FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.assign_case_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1",
+    sql: written!("SELECT ROW(d.*)::statemachine.case_assignment FROM ONLY statemachine.case_file c, \
+          LATERAL statemachine.assign_case_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1"),
     args: &[UUID, UUID, TEXT, UUID, UUID, TEXT, TEXT],
 };
 static DELEGATE_RELEASE: Stmt = Stmt {
-    sql: "SELECT ROW(d.*)::statemachine.case_assignment_release FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.release_assignment_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1",
+    sql: written!("SELECT ROW(d.*)::statemachine.case_assignment_release FROM ONLY statemachine.case_file c, \
+          LATERAL statemachine.release_assignment_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1"),
     args: &[UUID, UUID, TEXT, UUID, UUID, TEXT, TEXT],
 };
 static DELEGATE_CHECK: Stmt = Stmt {

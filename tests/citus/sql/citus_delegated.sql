@@ -159,6 +159,9 @@ SELECT to_state FROM statemachine.transition_case('de200000-0000-0000-0000-00000
        'c0000000-0000-0000-0000-000000000020');
 -- 5. The caller is the coordinator's session user: checked (role_source database) and
 -- recorded on the worker as such, not as the owner Citus connects as.
+-- (Not logged from here on: the statement shows the actor id, keyed with this
+-- installation's random secret.)
+SET citus.log_remote_commands = off;
 SET SESSION AUTHORIZATION sm_deleg_app;
 SELECT statemachine.database_actor_id() AS app_actor \gset
 SELECT current_state FROM statemachine.create_case('db_roles', 'DB-1', :'app_actor', 'sm_deleg_reviewer',
