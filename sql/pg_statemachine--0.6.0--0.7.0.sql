@@ -1,8 +1,8 @@
 -- pg_statemachine 0.6.0 -> 0.7.0: delegated calls (issue 15) — on a distributed
 -- installation whose command ids are unique per case, the calls on one case
 -- (transition_case, transition_to, add_evidence, assign_case, release_assignment,
--- check_transition, available_transitions) run on the node that holds the case, in one
--- round trip (docs/scaling.md, src/delegation.rs).
+-- check_transition, available_transitions) run on the node that holds the case, sent there
+-- as one statement (docs/scaling.md, src/delegation.rs).
 --
 -- This file is both the upgrade script (ALTER EXTENSION pg_statemachine UPDATE) and,
 -- after sql/schema.sql and the earlier upgrade scripts, part of every fresh install.

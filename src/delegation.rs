@@ -1,9 +1,13 @@
 //! Delegation: on a distributed installation whose command ids are unique per case
-//! (`distribute(command_scope => 'case')`), transition_case and transition_to run on the
-//! node that holds the case, in one round trip (docs/scaling.md, "Delegated calls").
+//! (`distribute(command_scope => 'case')`), the calls on one case (transition_case,
+//! transition_to, add_evidence, assign_case, release_assignment, check_transition,
+//! available_transitions) run on the node that holds the case, sent there as one
+//! statement (docs/scaling.md, "Delegated calls").
 //!
-//! The coordinator sends one statement that Citus routes to the case's shard,
-//! [`DELEGATE_TRANSITION`]: the case's row joined with `statemachine.transition_on_shard`.
+//! The coordinator sends one statement that Citus routes to the case's shard, e.g.
+//! `DELEGATE_TRANSITION`: the case's row joined with `statemachine.transition_on_shard`
+//! (each call has its `<function>_on_shard`). Its writes join the caller's distributed
+//! transaction, as a write Citus knows of (see `written!`).
 //! On the worker the call runs the same write path in the same distributed transaction;
 //! Citus executes its statements locally, on the case's shards, in that backend, so the
 //! door is that backend's memory as on one node — no token travels. Inside a query on a
