@@ -102,18 +102,29 @@ pub fn relayed_by_citus() -> bool {
 
 /// Refuses (42501) to take a relayed backend's session user for the caller: Citus opens it
 /// as whatever role the session on the other node had SET ROLE to, so a member of a LOGIN
-/// role would act as that role here. Delegated calls carry their caller instead.
+/// role would act as that role here. Delegated calls carry their caller instead. A
+/// parallel worker is refused too: it does not inherit its leader's startup
+/// application_name, and no function that needs the caller is parallel safe.
 pub fn refuse_relayed_identity() {
-    if relayed_by_citus() {
-        pgrx::pg_sys::panic::ErrorReport::new(
-            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "a call relayed by Citus from another node has no caller of its own",
-            "pg_statemachine",
+    // SAFETY: reads the backend's parallel-worker globals (set before any SQL runs in one).
+    let parallel = unsafe { pg_sys::ParallelWorkerNumber >= 0 || pg_sys::InitializingParallelWorker };
+    let (message, detail) = if parallel {
+        (
+            "a parallel worker has no caller of its own",
+            "The extension's functions are not parallel safe; called from a parallel worker (through a function declared PARALLEL SAFE), the session is not the caller's.",
         )
-        .set_detail("This session was opened by Citus for a session on another node (run_command_on_workers, a query pushed down to the shards) as the role that session had set; the extension does not take it for the caller.")
-        .set_hint("Call the function on the coordinator, or on a node you connect to yourself.")
+    } else if relayed_by_citus() {
+        (
+            "a call relayed by Citus from another node has no caller of its own",
+            "This session was opened by Citus for a session on another node (run_command_on_workers, a query pushed down to the shards) as the role that session had set; the extension does not take its user for the caller.",
+        )
+    } else {
+        return;
+    };
+    pgrx::pg_sys::panic::ErrorReport::new(pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message, "pg_statemachine")
+        .set_detail(detail)
+        .set_hint("Call the function on the coordinator, or on a node you connect to yourself, outside parallel query.")
         .report(pgrx::PgLogLevel::ERROR);
-    }
 }
 
 /// The session user the delegated call running here was made by (None: not delegated).
