@@ -412,3 +412,30 @@ fn one_node_delegates_nothing() {
     ))
     .unwrap();
 }
+
+/// A parallel worker has no caller of its own (src/delegation.rs: it does not start as its
+/// leader's session, and on Citus a relayed session's user may be any LOGIN role its leader
+/// SET ROLE to): asking who calls there is refused, even through a PARALLEL SAFE wrapper of
+/// a read. (Not in tests/regress: with Citus loaded the planner keeps this call out of a
+/// parallel worker.)
+#[pg_test(error = "a parallel worker has no caller of its own")]
+fn a_parallel_worker_has_no_caller() {
+    define(
+        r#"{"machine": "db_roles", "role_source": "database",
+            "states": [{"code": "OPEN", "initial": true}, {"code": "DONE", "terminal": true}],
+            "transitions": [{"code": "FINISH", "from": "OPEN", "to": "DONE", "roles": ["pg_monitor"]}]}"#,
+    );
+    Spi::run(&format!(
+        "SELECT statemachine.create_case('db_roles', 'DB-P', statemachine.database_actor_id(), 'pg_monitor', gen_random_uuid(), '{CASE}')"
+    ))
+    .unwrap();
+    Spi::run(
+        "CREATE FUNCTION public.checks_in_parallel(id uuid) RETURNS bigint LANGUAGE sql PARALLEL SAFE \
+         AS $$ SELECT count(*) FROM statemachine.check_transition(id, 'FINISH', NULL, 'pg_monitor') $$",
+    )
+    .unwrap();
+    let outside = Spi::get_one::<i64>(&format!("SELECT public.checks_in_parallel('{CASE}')")).unwrap();
+    assert_eq!(outside, Some(4), "outside parallel query the checks are answered");
+    Spi::run("SET LOCAL force_parallel_mode = on; SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0").unwrap();
+    Spi::run(&format!("SELECT public.checks_in_parallel('{CASE}')")).unwrap();
+}

@@ -60,7 +60,7 @@ pub fn define_setting() {
     unsafe {
         pg_sys::DefineCustomBoolVariable(
             c"statemachine.delegate_calls".as_ptr(),
-            c"Run transition_case and transition_to on the worker that holds the case (distributed, command_scope case).".as_ptr(),
+            c"Run the calls on one case on the worker that holds it (distributed, command_scope case).".as_ptr(),
             c"Off: every call runs from the coordinator, writing through the remote door.".as_ptr(),
             &raw mut DELEGATE_CALLS,
             true,

@@ -195,23 +195,6 @@ RESET SESSION AUTHORIZATION;
 
 SELECT count(*) AS disagreements FROM statemachine.reconcile();
 
--- A parallel worker has no caller of its own (on Citus such a session's user may be any
--- LOGIN role its leader SET ROLE to): asking who calls (role_source database) there is
--- refused, 42501, even through a PARALLEL SAFE wrapper of a read.
-SELECT current_state FROM statemachine.create_case('db_roles', 'DB-P', statemachine.database_actor_id(), 'sm_reviewer',
-       'c0000000-0000-0000-0000-0000000000f1', case_id => 'bb000000-0000-0000-0000-0000000000f1');
-CREATE FUNCTION public.checks_in_parallel(id uuid) RETURNS bigint LANGUAGE sql PARALLEL SAFE
-    AS $$ SELECT count(*) FROM statemachine.check_transition(id, 'FINISH', NULL, 'sm_reviewer') $$;
-BEGIN;
-SET LOCAL force_parallel_mode = on;
-SET LOCAL parallel_setup_cost = 0;
-SET LOCAL parallel_tuple_cost = 0;
-SELECT public.checks_in_parallel('bb000000-0000-0000-0000-0000000000f1');
-\echo :LAST_ERROR_SQLSTATE
-ROLLBACK;
-SELECT public.checks_in_parallel('bb000000-0000-0000-0000-0000000000f1') AS checks_outside_parallel;
-DROP FUNCTION public.checks_in_parallel(uuid);
-
 -- Roles are cluster-wide: leave none behind.
 DROP SCHEMA evil CASCADE;
 DROP OWNED BY sm_app, sm_nobody;
