@@ -143,16 +143,14 @@ pub fn send_back() -> pg_sys::Datum {
     pg_sys::Datum::from(0usize)
 }
 
-/// Keeps the NOTIFY payloads of a delegated call for the coordinator; false when no
-/// delegated call runs here (the caller notifies itself).
-pub fn keep_notifications(payloads: impl Iterator<Item = String>) -> bool {
-    HERE.with(|h| match h.borrow_mut().as_mut() {
-        Some(d) => {
+/// Keeps the NOTIFY payloads of the delegated call running here, for the node it came
+/// through (outbox::emit asks only when [`here`]).
+pub fn keep_notifications(payloads: Vec<String>) {
+    HERE.with(|h| {
+        if let Some(d) = h.borrow_mut().as_mut() {
             d.notifications.extend(payloads);
-            true
         }
-        None => false,
-    })
+    });
 }
 
 /// Does this call run on the case's node? (Not when it already runs there, and not a
@@ -186,44 +184,47 @@ fn route<'s>(spi: &'s Spi, stmt: &'static Stmt, a: &Args, n: usize, extra: &[Opt
 /// the statement a write: the worker's commit failing fails the caller's, two workers
 /// written commit with 2PC.
 macro_rules! written {
-    ($select:literal) => {
+    ($select:expr) => {
         concat!("WITH written AS (UPDATE ONLY statemachine.case_file w SET metadata = w.metadata \
                  WHERE w.id OPERATOR(pg_catalog.=) $1 AND w.state_version OPERATOR(pg_catalog.<) 0 RETURNING 1) ", $select)
     };
 }
 
-/// The coordinator's side of transition_case / transition_to: routed to the case's node
-/// with their arguments 0-11, by state, and the caller. No row: no such case there.
+/// `SELECT $cols` of `statemachine.$call` joined to the case's row `$1`: Citus routes it to
+/// the case's shard, and the function runs there only if the case does.
+macro_rules! routed {
+    ($cols:literal, $call:literal) => {
+        concat!("SELECT ", $cols, " FROM ONLY statemachine.case_file c, LATERAL statemachine.", $call,
+                " d WHERE c.id OPERATOR(pg_catalog.=) $1")
+    };
+}
+
+/// The coordinator's side of transition_case / transition_to: their arguments 0-11, by
+/// state, and the caller. No row: no such case there.
 static DELEGATE_TRANSITION: Stmt = Stmt {
-    sql: written!("SELECT d.transition, d.notifications FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.transition_on_shard(c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) d \
-          WHERE c.id OPERATOR(pg_catalog.=) $1"),
+    sql: written!(routed!("d.transition, d.notifications",
+        "transition_on_shard(c.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")),
     args: &[UUID, TEXT, UUID, TEXT, UUID, TEXT, TEXT, INT8, UUID_ARRAY, UUID, UUID, JSONB, BOOL, TEXT],
 };
 static DELEGATE_EVIDENCE: Stmt = Stmt {
-    sql: written!("SELECT d FROM ONLY statemachine.case_file c, LATERAL statemachine.add_evidence_on_shard(c.id, $2, $3, $4, $5, $6) d \
-          WHERE c.id OPERATOR(pg_catalog.=) $1"),
+    sql: written!(routed!("d", "add_evidence_on_shard(c.id, $2, $3, $4, $5, $6)")),
     args: &[UUID, TEXT, TEXT, TEXT, UUID, TEXT],
 };
 static DELEGATE_ASSIGN: Stmt = Stmt {
-    sql: written!("SELECT ROW(d.*)::statemachine.case_assignment FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.assign_case_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1"),
+    sql: written!(routed!("ROW(d.*)::statemachine.case_assignment", "assign_case_on_shard(c.id, $2, $3, $4, $5, $6, $7)")),
     args: &[UUID, UUID, TEXT, UUID, UUID, TEXT, TEXT],
 };
 static DELEGATE_RELEASE: Stmt = Stmt {
-    sql: written!("SELECT ROW(d.*)::statemachine.case_assignment_release FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.release_assignment_on_shard(c.id, $2, $3, $4, $5, $6, $7) d WHERE c.id OPERATOR(pg_catalog.=) $1"),
+    sql: written!(routed!("ROW(d.*)::statemachine.case_assignment_release", "release_assignment_on_shard(c.id, $2, $3, $4, $5, $6, $7)")),
     args: &[UUID, UUID, TEXT, UUID, UUID, TEXT, TEXT],
 };
 static DELEGATE_CHECK: Stmt = Stmt {
-    sql: "SELECT d.check_name, d.passed, d.detail FROM ONLY statemachine.case_file c, \
-          LATERAL statemachine.check_transition_on_shard(c.id, $2, $3, $4, $5, $6, $7, $8) d WHERE c.id OPERATOR(pg_catalog.=) $1",
+    sql: routed!("d.check_name, d.passed, d.detail", "check_transition_on_shard(c.id, $2, $3, $4, $5, $6, $7, $8)"),
     args: &[UUID, TEXT, UUID, TEXT, TEXT, TEXT, UUID_ARRAY, TEXT],
 };
 static DELEGATE_AVAILABLE: Stmt = Stmt {
-    sql: "SELECT d.transition_code, d.to_state, d.requires_reason, d.requires_evidence, d.allowed, d.blocked_by \
-          FROM ONLY statemachine.case_file c, LATERAL statemachine.available_transitions_on_shard(c.id, $2, $3, $4) d \
-          WHERE c.id OPERATOR(pg_catalog.=) $1",
+    sql: routed!("d.transition_code, d.to_state, d.requires_reason, d.requires_evidence, d.allowed, d.blocked_by",
+        "available_transitions_on_shard(c.id, $2, $3, $4)"),
     args: &[UUID, TEXT, UUID, TEXT],
 };
 

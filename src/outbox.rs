@@ -2,7 +2,7 @@
 //! transaction ([`emit`]), and the consumer side, claim_outbox and ack_outbox, which
 //! only move the delivery columns.
 
-use crate::fmgr::{text_datum, uuid_datum, uuid_string, Args, SmResult};
+use crate::fmgr::{text_datum, uuid_datum, Args, SmResult};
 use crate::spi::{Spi, Stmt, INT4, INTERVAL, TEXT, TEXT_ARRAY, TIMESTAMPTZ, UUID, UUID_ARRAY};
 use crate::door::{self, refuse_inside_guard, Grant, Op};
 use crate::{history, sql_function};
@@ -12,7 +12,7 @@ use statemachine_core::{CaseFacts, Refusal};
 /// An outbox event built from its history row `t` in the same transaction (`$id`, `$type`:
 /// the event's id and type), inserted from `$from` (which names `t`).
 macro_rules! insert_events {
-    ($id:literal, $type:literal, $from:literal, $returning:literal) => {
+    ($id:literal, $type:literal, $from:literal, $returning:expr) => {
         concat!("INSERT INTO statemachine.outbox_event AS o (id, aggregate_id, aggregate_seq, event_type, transition_id, payload, \
               correlation_id, causation_id, created_at) \
           SELECT ", $id, ", t.case_id, t.state_version, ", $type, ", t.id, \
@@ -29,7 +29,7 @@ macro_rules! insert_events {
 }
 /// The events of transitions ($1: event ids, $2: event types, $3: history row ids).
 macro_rules! events_of_transitions {
-    ($returning:literal) => {
+    ($returning:expr) => {
         insert_events!("u.id", "u.event_type",
             "ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]), \
                         pg_catalog.unnest($3::pg_catalog.uuid[])) WITH ORDINALITY AS u(id, event_type, transition_id, n) \
@@ -38,17 +38,24 @@ macro_rules! events_of_transitions {
             $returning)
     };
 }
-/// Each NOTIFY ("<event type> <case id>" on channel statemachine_outbox) is delivered when
-/// the transaction commits. One statement for one transition or a bulk's thousands.
+/// A NOTIFY's payload on channel statemachine_outbox: "<event type> <case id>" of the
+/// inserted event `o`.
+macro_rules! notify_payload {
+    () => {
+        "o.event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.aggregate_id::pg_catalog.text"
+    };
+}
+/// Each NOTIFY is delivered when the transaction commits. One statement for one transition
+/// or a bulk's thousands.
 static INSERT_EVENTS: Stmt = Stmt {
-    sql: events_of_transitions!("RETURNING pg_catalog.pg_notify('statemachine_outbox', event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) aggregate_id::pg_catalog.text)"),
+    sql: events_of_transitions!(concat!("RETURNING pg_catalog.pg_notify('statemachine_outbox', ", notify_payload!(), ")")),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
 /// On a distributed installation the rows are written on the workers, where a NOTIFY
 /// would wake no listener of the coordinator (and a transaction over several nodes may
-/// not notify at all): the notifications are sent here, by [`NOTIFY`].
+/// not notify at all): the payloads come back and are sent here, by [`NOTIFY_PAYLOADS`].
 static INSERT_EVENTS_DISTRIBUTED: Stmt = Stmt {
-    sql: events_of_transitions!("RETURNING o.event_type, o.aggregate_id"),
+    sql: events_of_transitions!(concat!("RETURNING ", notify_payload!())),
     args: &[UUID_ARRAY, TEXT_ARRAY, UUID_ARRAY],
 };
 /// One event of one case ($4), read from its history row ($3) on the case's shard only: an
@@ -57,17 +64,12 @@ static INSERT_EVENT_OF_CASE: Stmt = Stmt {
     sql: insert_events!("$1", "$2",
         "ONLY statemachine.case_state_transition t \
          WHERE t.case_id OPERATOR(pg_catalog.=) $4 AND t.id OPERATOR(pg_catalog.=) $3",
-        "RETURNING o.event_type, o.aggregate_id"),
+        concat!("RETURNING ", notify_payload!())),
     args: &[UUID, TEXT, UUID, UUID],
 };
 static NOTIFY_PAYLOADS: Stmt = Stmt {
     sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', p) FROM pg_catalog.unnest($1::pg_catalog.text[]) p",
     args: &[TEXT_ARRAY],
-};
-static NOTIFY: Stmt = Stmt {
-    sql: "SELECT pg_catalog.pg_notify('statemachine_outbox', u.event_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) u.case_id::pg_catalog.text) \
-          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.uuid[])) AS u(event_type, case_id)",
-    args: &[TEXT_ARRAY, UUID_ARRAY],
 };
 
 /// Writes the events (event type, history row id) of transitions written at `now` or
@@ -83,12 +85,8 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz, 
         spi.run(&INSERT_EVENTS, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0);
         return;
     }
-    let mut notified_types: Vec<String> = Vec::with_capacity(events.len());
-    let mut notified_cases: Vec<pgrx::Uuid> = Vec::with_capacity(events.len());
-    let mut note = |written: &crate::spi::Rows<'_>| {
-        notified_types.extend((0..written.count).filter_map(|r| written.text(r, 1)));
-        notified_cases.extend((0..written.count).filter_map(|r| written.uuid(r, 2)).map(pgrx::Uuid::from_bytes));
-    };
+    let mut payloads: Vec<String> = Vec::with_capacity(events.len());
+    let mut note = |written: &crate::spi::Rows<'_>| payloads.extend((0..written.count).filter_map(|r| written.text(r, 1)));
     match case {
         Some(case) => {
             for (id, (event_type, transition)) in ids.iter().zip(events) {
@@ -101,14 +99,15 @@ pub fn emit(spi: &Spi, events: &[(String, [u8; 16])], now: pg_sys::TimestampTz, 
         }
         None => note(&spi.run(&INSERT_EVENTS_DISTRIBUTED, &[ids.into_datum(), types.into_datum(), transitions.into_datum()], 0)),
     }
-    let payloads = notified_types.iter().zip(&notified_cases).map(|(t, c)| format!("{t} {}", uuid_string(c.as_bytes())));
-    if crate::delegation::keep_notifications(payloads) {
-        return;
+    // A call delegated to this node hands them back to the node it came through.
+    if crate::delegation::here() {
+        crate::delegation::keep_notifications(payloads);
+    } else {
+        spi.run(&NOTIFY_PAYLOADS, &[payloads.into_datum()], 0);
     }
-    spi.run(&NOTIFY, &[notified_types.into_datum(), notified_cases.into_datum()], 0);
 }
 
-/// Sends NOTIFY payloads a delegated call handed back (delegation.rs), a text[] datum.
+/// Sends NOTIFY payloads (a text[] datum; also those a delegated call handed back).
 pub fn notify_payloads(spi: &Spi, payloads: pg_sys::Datum) {
     spi.run(&NOTIFY_PAYLOADS, &[Some(payloads)], 0);
 }
